@@ -1,0 +1,1 @@
+"""Small data shipped with workloads (``words.json``: the approximate-prompt word list)."""
