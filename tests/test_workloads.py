@@ -58,6 +58,19 @@ def merging_tok() -> TokenCounter:
     return HFTokenizer(t, "merging")
 
 
+@pytest.fixture(scope="module")
+def sentencepiece_tok() -> TokenCounter:
+    """A Llama-2/Mistral-style Metaspace BPE: its decoder drops the first word's leading space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    t = Tokenizer(models.BPE(byte_fallback=True))
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=["<unk>", "<s>"], show_progress=False)
+    t.train_from_iterator(_load_builder().training_text(1500), trainer=trainer)
+    return HFTokenizer(t, "sentencepiece")
+
+
 # ---------------------------------------------------------------- lengths
 
 
@@ -298,9 +311,16 @@ def test_make_prompt_exact_when_merges_cross_word_boundaries(merging_tok, seed):
         assert exact and merging_tok.count(p) == n, n
 
 
-def test_complete_prompt_keeps_head_and_is_exact(tok, merging_tok):
+def test_make_prompt_exact_with_sentencepiece_style(sentencepiece_tok):
+    rng = np.random.default_rng(0)
+    for n in _lengths(0)[::3]:
+        p, exact = make_prompt(n, rng, sentencepiece_tok)
+        assert exact and sentencepiece_tok.count(p) == n, n
+
+
+def test_complete_prompt_keeps_head_and_is_exact(tok, merging_tok, sentencepiece_tok):
     head = "Résumé: naïve café, 42 €! 🙂 The"
-    for t in (tok, merging_tok):
+    for t in (tok, merging_tok, sentencepiece_tok):
         for n in (t.count(head), t.count(head) + 1, 100, 777):
             p, exact = complete_prompt(head, n, np.random.default_rng(n), t)
             assert p.startswith(head) and exact and t.count(p) == n

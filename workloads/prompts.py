@@ -208,7 +208,12 @@ def _join(head: str, tail: str) -> str:
 
 
 def complete_prompt(
-    head: str, n_tokens: int, rng: np.random.Generator, tokenizer: TokenCounter, max_rounds: int = 48
+    head: str,
+    n_tokens: int,
+    rng: np.random.Generator,
+    tokenizer: TokenCounter,
+    max_rounds: int = 48,
+    head_count: int | None = None,
 ) -> tuple[str, bool]:
     """Extend ``head`` with random safe vocabulary tokens until the whole text counts exactly
     ``n_tokens``; return (text, exact).
@@ -217,8 +222,9 @@ def complete_prompt(
     update ``k += n - count(text)`` (a secant step of slope ~1: each safe token adds ~1 token;
     merges across the boundary may add or remove a few). A repeated ``k`` means a cycle, so B is
     redrawn. After ``max_rounds`` the closest text is returned with exact=False.
+    ``head_count`` (the known ``count(head)``) saves one encode when the caller reuses a head.
     """
-    base = tokenizer.count(head) if head else 0
+    base = head_count if head_count is not None else (tokenizer.count(head) if head else 0)
     if n_tokens < base:
         raise ValueError(f"head already has {base} tokens > n_tokens={n_tokens}")
     if n_tokens == base:

@@ -56,18 +56,20 @@ def build_requests(
     out_lens = output_len.sample(n, np.random.default_rng(s_out))
     body_rng = np.random.default_rng(s_body)
     prefix, _ = make_prompt(prefix_tokens, np.random.default_rng(s_prefix), tokenizer)
+    # the prefix's true count (equal to prefix_tokens unless make_prompt could not be exact)
+    base = tokenizer.count(prefix) if tokenizer is not None and prefix else prefix_tokens
 
     seen: set[str] = set()
     out: list[RequestSpec] = []
     for i in range(n):
-        target = prefix_tokens + in_lens[i]
+        target = base + in_lens[i]
         for _ in range(_MAX_REDRAWS):
             if tokenizer is None:
                 body, _ = make_prompt(in_lens[i], body_rng)
                 prompt, count, exact = prefix + body, target, False
             else:
-                prompt, _ = complete_prompt(prefix, target, body_rng, tokenizer)
-                count, exact = tokenizer.count(prompt), True
+                prompt, hit = complete_prompt(prefix, target, body_rng, tokenizer, head_count=base)
+                count, exact = (target if hit else tokenizer.count(prompt)), True
             if prompt not in seen:
                 break
         seen.add(prompt)
