@@ -359,6 +359,16 @@ def test_make_prompt_corrects_non_additive_counts_and_reports_misses(tok):
             assert abs(fake.count(p) - n) == 1
 
 
+def test_complete_prompt_falls_back_to_words_without_safe_tokens(tok, monkeypatch):
+    import workloads.prompts as prompts
+
+    monkeypatch.setattr(prompts, "_safe_ids", lambda t: np.array([], dtype=np.int64))
+    for n in (3, 40, 333):
+        p, exact = make_prompt(n, np.random.default_rng(n), tok)
+        assert exact and tok.count(p) == n
+        assert set(p.split()) <= set(word_list())
+
+
 def test_make_prompt_seeded(tok):
     a = make_prompt(300, np.random.default_rng(5), tok)
     assert a == make_prompt(300, np.random.default_rng(5), tok)

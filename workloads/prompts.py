@@ -165,8 +165,8 @@ def _safe_ids(tok: TokenCounter) -> np.ndarray:
     Repeating the token checks both the start-of-text and the mid-text form, and rejects word
     pieces that would glue onto a neighbour (``"the"`` without a space) or that a tokenizer
     cannot reproduce from text. With a GPT-style pre-tokenizer (split before each space-word)
-    any sequence of such tokens re-encodes to itself, so prompts are exact at the first try. Without ``vocab_size`` the candidates are the word-list words.
-    Cached on the tokenizer object.
+    any sequence of such tokens re-encodes to itself, so prompts are exact at the first try.
+    Without ``vocab_size`` the candidates are the word-list words. Cached on the tokenizer.
     """
     cached = getattr(tok, "_safe", None)
     if cached is not None:
