@@ -1,0 +1,248 @@
+"""Choosing the $/GPU-hour (and energy price) a run is costed with.
+
+Precedence (first that applies wins):
+1. ``gpu_price`` (``--gpu-price``): used as is.
+2. ``prices_file`` YAML entry for the GPU (``--prices FILE.yaml``), see PRICES_YAML_DOC.
+3. The catalog (shipped ``data/gpu_prices.csv``, or ``--prices FILE.csv`` in the same
+   schema, e.g. made by ``inferprof prices --import-skypilot``):
+   - with ``provider``: the CHEAPEST row of that provider for the GPU;
+   - without: the MEDIAN over providers of each provider's cheapest row (one
+     provider's many regions do not outweigh the others).
+4. Nothing known: ``usd_per_gpu_hour=None`` (cost columns stay empty) and a notice.
+
+The GPU is ``gpu`` (``--gpu``) or else the one telemetry detected (``detected_gpu``).
+Bad user input (unknown GPU/provider, malformed file) raises ValueError with ONE line
+naming the problem and the known choices; the CLI turns it into exit 2.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from .catalog import PriceRow, load_catalog
+from .gpus import KNOWN_GPUS, canonical_gpu
+
+PRICINGS = ("on_demand", "spot")
+
+PRICES_YAML_DOC = """\
+# inferprof --prices FILE.yaml (every key optional)
+gpus:
+  h100-sxm: {on_demand: 2.49, spot: 1.20}   # $/GPU-hour
+  a100-80gb: 1.10                           # a bare number = on_demand
+provider: my-cloud          # label shown in reports (default "prices-file")
+energy_usd_per_kwh: 0.12    # enables energy cost columns
+pue: 1.3                    # facility overhead multiplier on measured GPU energy
+"""
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What a run is costed with. usd_per_gpu_hour None means "unknown": no cost columns."""
+
+    gpu: str | None
+    provider: str | None
+    pricing: str = "on_demand"
+    usd_per_gpu_hour: float | None = None
+    energy_usd_per_kwh: float | None = None
+    pue: float = 1.0
+    source: str = ""
+    as_of: str = ""
+    instance_type: str | None = None
+    gpus_per_instance: int | None = None
+    notice: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (what manifest.json["pricing"] holds)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Pricing | None:
+        """Inverse of to_dict; unknown keys ignored, None for an empty dict."""
+        if not d:
+            return None
+        fields = cls.__dataclass_fields__
+        kw = {k: v for k, v in d.items() if k in fields}
+        kw.setdefault("gpu", None)
+        kw.setdefault("provider", None)
+        if kw.get("pue") is None:
+            kw["pue"] = 1.0
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class PricesFile:
+    """A parsed --prices YAML."""
+
+    gpus: dict[str, dict[str, float]]
+    provider: str
+    energy_usd_per_kwh: float | None
+    pue: float | None
+    path: str
+
+
+def _positive(v: object, what: str, path: str) -> float:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {what} must be a number, got {v!r}") from None
+    if f < 0:
+        raise ValueError(f"{path}: {what} must be >= 0, got {f}")
+    return f
+
+
+def load_prices_yaml(path: Path | str) -> PricesFile:
+    """Parse and validate a --prices YAML (schema in PRICES_YAML_DOC)."""
+    p = str(path)
+    try:
+        with open(p) as fh:
+            doc = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"prices file not found: {p}") from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise ValueError(f"{p}: invalid YAML{where}; expected keys gpus, provider, energy_usd_per_kwh, pue") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{p}: top level must be a mapping with keys gpus, provider, energy_usd_per_kwh, pue")
+    unknown = set(doc) - {"gpus", "provider", "energy_usd_per_kwh", "pue", "as_of", "source"}
+    if unknown:
+        raise ValueError(f"{p}: unknown keys {sorted(unknown)}; known: gpus, provider, energy_usd_per_kwh, pue")
+    gpus: dict[str, dict[str, float]] = {}
+    raw_gpus = doc.get("gpus") or {}
+    if not isinstance(raw_gpus, dict):
+        raise ValueError(f"{p}: gpus must map a GPU id to a price or {{on_demand: X, spot: Y}}")
+    for name, val in raw_gpus.items():
+        gid = canonical_gpu(str(name)) or str(name).strip().lower()
+        if isinstance(val, dict):
+            bad = set(val) - set(PRICINGS)
+            if bad:
+                raise ValueError(f"{p}: gpus.{name} has unknown keys {sorted(bad)}; known: on_demand, spot")
+            gpus[gid] = {k: _positive(v, f"gpus.{name}.{k}", p) for k, v in val.items()}
+        else:
+            gpus[gid] = {"on_demand": _positive(val, f"gpus.{name}", p)}
+    energy = doc.get("energy_usd_per_kwh")
+    pue = doc.get("pue")
+    return PricesFile(
+        gpus=gpus, provider=str(doc.get("provider") or "prices-file"),
+        energy_usd_per_kwh=None if energy is None else _positive(energy, "energy_usd_per_kwh", p),
+        pue=None if pue is None else _positive(pue, "pue", p), path=p,
+    )
+
+
+def _resolve_gpu(gpu: str | None, known: list[str]) -> str:
+    gid = canonical_gpu(gpu) or str(gpu).strip().lower()
+    if gid not in known:
+        raise ValueError(f"unknown GPU {gpu!r}; known GPUs: {', '.join(known)}")
+    return gid
+
+
+def _pick_row(rows: list[PriceRow], pricing: str) -> PriceRow | None:
+    priced = [r for r in rows if r.price(pricing) is not None]
+    return min(priced, key=lambda r: (r.price(pricing), r.provider, r.instance_type)) if priced else None
+
+
+def resolve_pricing(
+    *,
+    gpu_price: float | None = None,
+    gpu: str | None = None,
+    provider: str | None = None,
+    pricing: str = "on_demand",
+    energy_price: float | None = None,
+    pue: float | None = None,
+    prices_file: str | Path | None = None,
+    detected_gpu: str | None = None,
+) -> Pricing:
+    """Pick the Pricing (see the module docstring for the precedence rules).
+
+    Catalog rule: with a provider, the cheapest row of that provider for the GPU; without,
+    the median across providers of each provider's cheapest row.
+    """
+    if pricing not in PRICINGS:
+        raise ValueError(f"unknown pricing {pricing!r}; choose one of: {', '.join(PRICINGS)}")
+    if gpu_price is not None and gpu_price < 0:
+        raise ValueError(f"--gpu-price must be >= 0, got {gpu_price}")
+    if energy_price is not None and energy_price < 0:
+        raise ValueError(f"--energy-price must be >= 0, got {energy_price}")
+    if pue is not None and pue < 1.0:
+        raise ValueError(f"--pue must be >= 1.0, got {pue}")
+
+    yaml_file: PricesFile | None = None
+    catalog_path: str | Path | None = None
+    if prices_file is not None:
+        if str(prices_file).lower().endswith(".csv"):
+            catalog_path = prices_file
+        else:
+            yaml_file = load_prices_yaml(prices_file)
+    try:
+        catalog = load_catalog(catalog_path) if catalog_path else load_catalog()
+    except FileNotFoundError:
+        raise ValueError(f"prices file not found: {catalog_path}") from None
+
+    energy = energy_price if energy_price is not None else (yaml_file.energy_usd_per_kwh if yaml_file else None)
+    pue_v = pue if pue is not None else (yaml_file.pue if yaml_file and yaml_file.pue is not None else 1.0)
+    common = {"pricing": pricing, "energy_usd_per_kwh": energy, "pue": pue_v}
+
+    known = sorted({r.gpu for r in catalog} | set(KNOWN_GPUS) | set(yaml_file.gpus if yaml_file else {}),
+                   key=lambda g: (g not in KNOWN_GPUS, KNOWN_GPUS.index(g) if g in KNOWN_GPUS else 0, g))
+    gid: str | None = None
+    notice = ""
+    if gpu is not None:
+        gid = _resolve_gpu(gpu, known)
+    elif detected_gpu:
+        gid = canonical_gpu(detected_gpu)
+        if gid is None:
+            notice = f"detected GPU {detected_gpu!r} is not in the price catalog"
+
+    if gpu_price is not None:
+        return Pricing(gpu=gid, provider=provider or "user", usd_per_gpu_hour=float(gpu_price),
+                       source="--gpu-price", notice=notice, **common)
+
+    if yaml_file and gid in yaml_file.gpus:
+        price = yaml_file.gpus[gid].get(pricing)
+        if price is None:
+            raise ValueError(f"{yaml_file.path}: gpus.{gid} has no {pricing} price; it has: "
+                             f"{', '.join(yaml_file.gpus[gid])}")
+        return Pricing(gpu=gid, provider=provider or yaml_file.provider, usd_per_gpu_hour=price,
+                       source=f"prices file {yaml_file.path}", notice=notice, **common)
+
+    if gid is None:
+        notice = notice or "no GPU given or detected"
+        return Pricing(gpu=None, provider=provider, source="none",
+                       notice=notice + "; cost columns left empty (use --gpu-price or --gpu)", **common)
+
+    rows = [r for r in catalog if r.gpu == gid]
+    if provider is not None:
+        prov = provider.strip().lower()
+        providers = sorted({r.provider for r in rows})
+        rows = [r for r in rows if r.provider == prov]
+        if not rows:
+            raise ValueError(f"no {gid} price for provider {provider!r}; providers with {gid}: "
+                             f"{', '.join(providers) or 'none'}")
+        row = _pick_row(rows, pricing)
+        if row is None:
+            raise ValueError(f"provider {prov} has no {pricing} price for {gid}; try --pricing on_demand or --gpu-price")
+        return Pricing(gpu=gid, provider=row.provider, usd_per_gpu_hour=row.price(pricing),
+                       source=f"catalog: cheapest {row.provider} row ({row.instance_type}, {row.region}): {row.source}",
+                       as_of=row.as_of, instance_type=row.instance_type,
+                       gpus_per_instance=row.gpus_per_instance, notice=notice, **common)
+
+    per_provider = [r for r in (_pick_row([x for x in rows if x.provider == p], pricing)
+                                for p in sorted({x.provider for x in rows})) if r is not None]
+    if not per_provider:
+        return Pricing(gpu=gid, provider=None, source="none",
+                       notice=(notice + "; " if notice else "") +
+                       f"no {pricing} price for {gid} in the catalog; cost columns left empty "
+                       "(use --gpu-price or --prices)", **common)
+    med = statistics.median(r.price(pricing) for r in per_provider)  # type: ignore[misc]
+    names = ", ".join(f"{r.provider} {r.price(pricing):.2f}" for r in per_provider)
+    sizes = {r.gpus_per_instance for r in per_provider}
+    return Pricing(gpu=gid, provider="median", usd_per_gpu_hour=round(med, 6),
+                   source=f"catalog: median of cheapest row per provider ({names})",
+                   as_of=max(r.as_of for r in per_provider),
+                   gpus_per_instance=max(sizes) if len(sizes) == 1 else None, notice=notice, **common)
