@@ -1,0 +1,153 @@
+"""OpenAI-compatible streaming (vLLM, SGLang, Triton's OpenAI frontend, TGI's Messages API).
+
+`OpenAICodec.request_bytes` serializes a request before the point starts; `parse` reads the
+recorded stream after the request ended. Nothing here runs while bytes arrive.
+
+Content detection (what makes TTFT): an event carries generated content when its choice has
+non-empty `text` (completions) or a delta with non-empty `content`, `reasoning_content`,
+`reasoning` or any `tool_calls` (chat). Role-only preludes, empty deltas, usage-only events and
+`[DONE]` do not count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from backends.http_stream import Endpoint, header_value, http_request
+from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
+from backends.sse import iter_events
+from workloads.requests import RequestSpec
+
+PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+@dataclass(frozen=True)
+class OpenAICodec:
+    endpoint: Endpoint
+    model: str
+    api: str = "chat"  # "chat" | "completions"
+    ignore_eos: bool = True
+    api_key_env: str = ""  # name of the environment variable holding the key; the key is never stored
+    temperature: float | None = None
+    continuous_usage: bool = False  # ask for usage on every chunk (exact tokens per chunk)
+
+    def __post_init__(self) -> None:
+        if self.api not in PATHS:
+            raise ValueError(f"unknown api {self.api!r}: choose chat or completions")
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env, "")
+            if key:
+                h["Authorization"] = f"Bearer {key}"
+        return h
+
+    def body(self, req: RequestSpec) -> dict:
+        b: dict = {"model": self.model, "max_tokens": req.max_tokens, "stream": True,
+                   "stream_options": {"include_usage": True}}
+        if self.continuous_usage:
+            b["stream_options"]["continuous_usage_stats"] = True
+        if self.ignore_eos:
+            b["ignore_eos"] = True
+        if self.temperature is not None:
+            b["temperature"] = self.temperature
+        if self.api == "chat":
+            b["messages"] = [{"role": "user", "content": req.prompt}]
+        else:
+            b["prompt"] = req.prompt
+        return b
+
+    def request_bytes(self, req: RequestSpec) -> bytes:
+        body = json.dumps(self.body(req), separators=(",", ":")).encode()
+        return http_request("POST", PATHS[self.api], self.endpoint, body, self._headers())
+
+    def parse(self, raw: RawStream) -> ParsedStream:
+        return parse_openai_stream(raw)
+
+
+def parse_openai_stream(raw: RawStream) -> ParsedStream:
+    """Read a recorded OpenAI-style SSE stream (chat or completions)."""
+    out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
+    if raw.error == ERR_HTTP or not raw.headers_ns:
+        return out
+    events, body = iter_events(raw.recv_ns, raw.recv_bytes, raw.chunked)
+    ctype = header_value(raw.header_bytes, "content-type")
+    if not raw.error and "text/event-stream" not in ctype:
+        out.error = ERR_PROTOCOL
+        out.error_detail = f"response is not a stream (Content-Type {ctype or 'missing'}): does the endpoint stream?"
+        return out
+    if body.error and not out.error:
+        out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
+    texts: list[str] = []
+    last_recv = -1
+    in_recv = 0
+    last_completion = 0
+    done = False
+    for ev in events:
+        out.event_ns.append(ev.t_ns)
+        if ev.data == b"[DONE]":
+            done = True
+            continue
+        try:
+            obj = json.loads(ev.data)
+        except ValueError:
+            if not out.error:
+                out.error, out.error_detail = ERR_PROTOCOL, f"event is not JSON: {ev.data[:80]!r}"
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if "error" in obj and not obj.get("choices"):
+            if not out.error:
+                out.error, out.error_detail = ERR_SERVER, str(obj["error"])[:200]
+            continue
+        if not out.response_id:
+            out.response_id = str(obj.get("id", ""))
+        usage = obj.get("usage")
+        tokens_here = -1
+        if isinstance(usage, dict):
+            ct = usage.get("completion_tokens")
+            if isinstance(ct, int):
+                tokens_here = ct - last_completion
+                last_completion = ct
+                out.usage_completion_tokens = ct
+            pt = usage.get("prompt_tokens")
+            if isinstance(pt, int):
+                out.usage_prompt_tokens = pt
+        piece = ""
+        has_content = False
+        for choice in obj.get("choices") or ():
+            if choice.get("finish_reason"):
+                out.finish_reason = str(choice["finish_reason"])
+            if "delta" in choice:
+                d = choice["delta"] or {}
+                for key in ("content", "reasoning_content", "reasoning"):
+                    v = d.get(key)
+                    if v:
+                        piece += v
+                        has_content = True
+                if d.get("tool_calls"):
+                    has_content = True
+            else:
+                v = choice.get("text")
+                if v:
+                    piece += v
+                    has_content = True
+        if has_content:
+            out.content_ns.append(ev.t_ns)
+            out.content_tokens.append(tokens_here)
+            texts.append(piece)
+            if ev.recv_index == last_recv:
+                in_recv += 1
+                if in_recv == 2:
+                    out.bursts += 1
+            else:
+                last_recv, in_recv = ev.recv_index, 1
+    out.text = "".join(texts)
+    if not out.error and raw.chunked and not body.complete:
+        out.error, out.error_detail = ERR_PROTOCOL, "stream ended without its final chunk"
+    if not out.error and not done and not out.content_ns:
+        out.error, out.error_detail = ERR_PROTOCOL, "stream carried no generated content"
+    return out

@@ -1,0 +1,136 @@
+"""The one stream parser: HTTP chunked framing and Server-Sent Events, applied after the request.
+
+The hot path (backends/http_stream.py) keeps each recv()'s bytes and its arrival time. Here, after
+the request ended, we undo the chunked transfer encoding, split the SSE stream into events and
+give every event the arrival time of the recv() that delivered its *last* byte (the blank line that
+terminates it): that is the moment a client could first have acted on the event.
+
+SSE rules applied (WHATWG "event stream interpretation"): events end at a blank line; lines ending
+in CRLF, LF or CR; lines starting with ':' are comments (keep-alives) and dropped; `data:` lines
+of one event are joined with '\n' (one leading space after the colon removed); an event with no
+data line is dropped; bytes after the last blank line (an unterminated event) are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from typing import NamedTuple
+
+# Two consecutive line endings (CRLF, lone CR or LF) = the blank line that ends an event.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+_LINE_SPLIT = re.compile(rb"\r\n|\r|\n")
+
+
+class SSEEvent(NamedTuple):
+    t_ns: int  # arrival time of the recv() that completed the event
+    data: bytes  # the joined data field
+    recv_index: int  # which recv() completed it (several events from one recv() = a burst)
+    event: bytes  # the `event:` field, b"" when absent
+
+
+class Body(NamedTuple):
+    data: bytes  # the payload with transfer framing removed
+    recv_of: list[int]  # payload offset -> index of the recv() holding that byte, as segment table
+    seg_starts: list[int]  # payload offsets where each segment of `recv_of` starts
+    complete: bool  # chunked: the terminating zero-size chunk was seen; plain: always True
+    error: str
+
+
+def dechunk(recv_bytes: list[bytes], chunked: bool) -> Body:
+    """Join the recv() pieces of a body and remove chunked framing, keeping byte provenance.
+
+    Provenance is kept as segments: payload bytes [seg_starts[k], seg_starts[k+1]) came from
+    recv() number recv_of[k]. Malformed framing gives error="protocol" with what was decoded.
+    """
+    seg_starts: list[int] = []
+    recv_of: list[int] = []
+    if not chunked:
+        pos = 0
+        for i, piece in enumerate(recv_bytes):
+            if piece:
+                seg_starts.append(pos)
+                recv_of.append(i)
+                pos += len(piece)
+        return Body(b"".join(recv_bytes), recv_of, seg_starts, True, "")
+
+    raw = b"".join(recv_bytes)
+    ends: list[int] = []  # raw offset where each recv() ends
+    acc = 0
+    for piece in recv_bytes:
+        acc += len(piece)
+        ends.append(acc)
+
+    out: list[bytes] = []
+    out_len = 0
+    i = 0
+    complete = False
+    error = ""
+    n = len(raw)
+    while i < n:
+        j = raw.find(b"\r\n", i)
+        if j < 0:
+            break
+        size_field = raw[i:j].split(b";", 1)[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            error = "protocol"
+            break
+        if size == 0:
+            complete = True
+            break
+        start = j + 2
+        end = min(start + size, n)
+        # Split this chunk's payload at recv() boundaries to keep each byte's provenance.
+        k = bisect_right(ends, start)
+        s = start
+        while s < end:
+            e = min(end, ends[k])
+            seg_starts.append(out_len)
+            recv_of.append(k)
+            out.append(raw[s:e])
+            out_len += e - s
+            s = e
+            k += 1
+        if start + size > n:
+            break  # body cut mid-chunk
+        i = start + size + 2
+    return Body(b"".join(out), recv_of, seg_starts, complete, error)
+
+
+def iter_events(recv_ns: list[int], recv_bytes: list[bytes], chunked: bool) -> tuple[list[SSEEvent], Body]:
+    """Split a recorded body into SSE events, each stamped with its arrival time."""
+    body = dechunk(recv_bytes, chunked)
+    data = body.data
+    events: list[SSEEvent] = []
+    start = 0
+    for m in _EVENT_END.finditer(data):
+        block = data[start : m.start()]
+        last_byte = m.end() - 1
+        start = m.end()
+        ev = _parse_block(block)
+        if ev is None:
+            continue
+        seg = bisect_right(body.seg_starts, last_byte) - 1
+        ri = body.recv_of[seg]
+        events.append(SSEEvent(recv_ns[ri], ev[0], ri, ev[1]))
+    return events, body
+
+
+def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
+    data_lines: list[bytes] = []
+    event = b""
+    for line in _LINE_SPLIT.split(block):
+        if not line or line[:1] == b":":
+            continue
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data_lines.append(value)
+        elif name == b"event":
+            event = value
+    if not data_lines:
+        return None
+    return b"\n".join(data_lines), event

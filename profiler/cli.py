@@ -1,0 +1,203 @@
+"""`inferprof` command line: parses flags into specs and calls library functions.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from profiler.spec import SweepSpec, parse_duration, parse_number_list, parse_slos
+from profiler.tables import FORMATS, SUMMARY, print_table, to_records
+
+EXIT_USAGE = 2
+DEFAULT_PRESET = "h100-llama3-8b"
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="endpoint base URL, e.g. http://127.0.0.1:8000 (default: start the embedded mock)")
+    p.add_argument("--backend", default="openai", choices=["openai", "triton"], help="endpoint protocol")
+    p.add_argument("--protocol", default="http", choices=["http", "grpc"], help="Triton transport")
+    p.add_argument("--model", default="", help="served model name (default: the first the server lists)")
+    p.add_argument("--api", default="chat", choices=["chat", "completions"])
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", help="closed loop: requests in flight per point, e.g. 1,2,4,8")
+    load.add_argument("--rate", help="open loop: request rates per point (req/s), e.g. 0.5,1,2")
+    p.add_argument("--requests", type=int, default=None, help="requests per point (default 100)")
+    p.add_argument("--duration", help="seconds per point instead of a request count, e.g. 60s")
+    p.add_argument("--input-tokens", default="128", help="prompt length: N | uniform:A,B | normal:MEAN,STD | lognormal:MEDIAN,SIGMA")
+    p.add_argument("--output-tokens", default="128", help="max_tokens (with ignore_eos), same forms as --input-tokens")
+    p.add_argument("--arrival", default="poisson", choices=["poisson", "constant"], help="open-loop arrivals")
+    p.add_argument("--max-concurrency", type=int, default=None, help="open loop: cap on requests in flight")
+    p.add_argument("--tokenizer", default="", help="local tokenizer directory or tokenizer.json (exact prompt lengths)")
+    p.add_argument("--slo", default="", help="e.g. ttft_p99=500ms,tpot_p99=50ms")
+    p.add_argument("--warmup", type=float, default=0.1, help="share of each point's first requests left out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="load generator processes (default: sized to the machine)")
+    p.add_argument("--request-timeout", default="600s", help="per-request deadline")
+    p.add_argument("--api-key-env", default="", help="name of an environment variable holding the API key (never stored)")
+    p.add_argument("--out", default="results", help="parent folder of the run folder (default results/)")
+    p.add_argument("--json", action="store_true", help="print a JSON object with run_dir and the per-point summary")
+    p.add_argument("--format", default="table", choices=FORMATS, help="format of the printed summary")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="embedded mock: performance preset")
+    p.add_argument("--mock-arg", action="append", default=[], help="embedded mock: extra flag, e.g. --mock-arg=--fail-rate=0.1")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and plots")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inferprof", description="GPU inference profiler: latency, throughput, power and cost sweeps")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sweep = sub.add_parser("sweep", help="run a load sweep against an endpoint (default: the embedded mock)")
+    _sweep_args(sweep)
+    mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
+    mock.add_argument("mock_args", nargs=argparse.REMAINDER)
+    report = sub.add_parser("report", help="recompute and print a run's per-point table")
+    report.add_argument("run_dir")
+    report.add_argument("--format", default="table", choices=FORMATS)
+    report.add_argument("--html", action="store_true", help="also write report.html and plots")
+    report.add_argument("--all-columns", action="store_true", help="print every points.csv column")
+    return parser
+
+
+def _spec_from_args(a) -> SweepSpec:
+    if a.rate:
+        mode, loads = "rate", parse_number_list(a.rate, "--rate", integer=False)
+    else:
+        mode, loads = "concurrency", parse_number_list(a.concurrency or "1,2,4,8", "--concurrency", integer=True)
+    if a.requests is not None and a.requests <= 0:
+        raise ValueError("--requests must be positive")
+    duration = parse_duration(a.duration) if a.duration else None
+    if duration is not None and duration <= 0:
+        raise ValueError("--duration must be positive")
+    if not 0 <= a.warmup < 1:
+        raise ValueError("--warmup must be in [0, 1)")
+    from workloads.lengths import parse_length
+
+    parse_length(a.input_tokens)
+    parse_length(a.output_tokens)
+    return SweepSpec(mode=mode, loads=loads, requests=None if duration and a.requests is None else (a.requests or 100),
+                     duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                     arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
+                     workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
+                     slos=parse_slos(a.slo))
+
+
+def cmd_sweep(a) -> int:
+    from profiler.mockproc import MockServer
+    from profiler.sweep import SweepError, Target, resolve_model, run_sweep
+
+    spec = _spec_from_args(a)
+    if a.tokenizer and not Path(a.tokenizer).exists():
+        raise ValueError(f"--tokenizer {a.tokenizer}: no such file or directory")
+    console = Console(stderr=True)
+    mock = None
+    try:
+        url = a.url
+        extra = {}
+        if not url:
+            mock = MockServer(["--preset", a.preset, *a.mock_arg]).start()
+            url = mock.url
+            extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
+            console.print(f"embedded mock server ({a.preset}) on {url}")
+        target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
+                        tokenizer=a.tokenizer, extra_manifest=extra)
+        if a.backend == "openai":
+            resolve_model(target)
+        else:
+            from backends import triton
+
+            triton.resolve(target, a.protocol)
+        telemetry = None
+        run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry)
+        if not a.no_report:
+            rep = _maybe("profiler.report")
+            if rep is not None:
+                try:
+                    rep.write_report(run_dir)
+                except Exception as e:  # a report failure must not lose the measured run
+                    console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
+    except SweepError as e:
+        raise RuntimeError(str(e)) from None
+    finally:
+        if mock is not None:
+            mock.stop()
+    if a.json:
+        print(json.dumps({"run_dir": str(run_dir), "points": to_records(points)}, default=str))
+    else:
+        print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
+                    console=Console() if a.format == "table" else None)
+        print(run_dir)
+    return 0
+
+
+def _maybe(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def cmd_report(a) -> int:
+    from profiler import runfolder as rf
+    from profiler.points import summarize_run
+
+    run_dir = Path(a.run_dir)
+    if not (run_dir / rf.MANIFEST).exists():
+        raise ValueError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
+    points = summarize_run(run_dir)
+    cols = None if a.all_columns else SUMMARY
+    print_table(points, a.format, cols, title=f"inferprof {run_dir.name}")
+    if a.html:
+        rep = _maybe("profiler.report")
+        if rep is None:
+            raise RuntimeError("HTML reports are not available in this build")
+        print(rep.write_report(run_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-server"]:
+        from backends.mock.server import main as mock_main
+
+        return mock_main(argv[1:])
+    try:
+        a = build_parser().parse_args(argv)
+        if a.command == "sweep":
+            return cmd_sweep(a)
+        if a.command == "report":
+            return cmd_report(a)
+        return a.func(a)
+    except UsageError as e:
+        print(f"inferprof: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, FileNotFoundError) as e:
+        print(f"inferprof: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as e:
+        print(f"inferprof: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("inferprof: interrupted; finished points are kept in the run folder", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

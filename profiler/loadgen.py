@@ -1,0 +1,344 @@
+"""Load generator: worker processes, one thread per stream, a shared monotonic clock.
+
+Closed loop: exactly N requests in flight; each stream thread sends its next request as soon as
+the previous one ends. Open loop: requests leave at scheduled arrival times (Poisson or
+constant); a pool of stream threads picks them up, and the wait between schedule and send is
+recorded (client queue time) so an under-delivered rate is visible, never hidden.
+
+Why threads on blocking sockets: the per-chunk work is a recv() (GIL released), a timestamp and
+two appends; nothing else competes for the interpreter while the point runs, because parsing is
+deferred until the load ends. Streams are spread across worker processes so no single
+interpreter is the bottleneck. Every loop is bounded: by the request count or the duration, and
+each request by its deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing as mp
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+
+from backends.http_stream import Connection, Endpoint
+from backends.records import ERR_CANCELLED, ERR_TIMEOUT, RawStream, RequestRecord
+from workloads.requests import RequestSpec
+
+LAG_PROBE_S = 0.005
+START_MARGIN_NS = 300_000_000  # workers get the job, start threads and connect before this
+
+
+@dataclass
+class PointJob:
+    """One worker's share of one sweep point."""
+
+    point: int
+    worker: int
+    endpoint: Endpoint
+    codec: object  # has request_bytes(RequestSpec) and parse(RawStream)
+    requests: list[RequestSpec]
+    payloads: list[bytes]
+    total_specs: int  # specs across all workers (makes cycled request ids unique)
+    streams: int = 0  # closed loop: streams this worker runs
+    arrivals_ns: list[int] | None = None  # open loop: absolute send times, parallel to requests
+    max_in_flight: int = 4096
+    start_ns: int = 0
+    stop_ns: int = 0  # duration mode: no request is sent at or after this time (0 = no limit)
+    cycle: bool = False  # duration mode: reuse the requests until stop_ns
+    request_timeout_s: float = 600.0
+    drain_s: float = 30.0  # duration mode: how long in-flight requests may finish after stop_ns
+    tokenizer_path: str = ""
+
+
+@dataclass
+class WorkerResult:
+    worker: int
+    records: list[RequestRecord]
+    chunk_request: list[int] = field(default_factory=list)
+    chunk_t_ns: list[int] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    lag_us: list[int] = field(default_factory=list)
+    threads: int = 0
+    error: str = ""
+
+
+def _sleep_until(t_ns: int) -> None:
+    delta = t_ns - time.perf_counter_ns()
+    if delta > 0:
+        time.sleep(delta / 1e9)
+
+
+def _lag_probe(stop: threading.Event, out: list[int]) -> None:
+    """How late a sleeping thread wakes: the delay a stream thread's timestamp can suffer."""
+    perf = time.perf_counter_ns
+    step = int(LAG_PROBE_S * 1e9)
+    while not stop.is_set():
+        due = perf() + step
+        time.sleep(LAG_PROBE_S)
+        out.append((perf() - due) // 1000)
+
+
+def run_job(job: PointJob) -> WorkerResult:
+    """Run one worker's share of a point, then parse what was recorded."""
+    raws: list[tuple[int, int, RawStream]] = []  # (request id, scheduled_ns, raw)
+    lag: list[int] = []
+    stop_probe = threading.Event()
+    probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag), daemon=True)
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter_ns()
+    probe.start()
+    if job.arrivals_ns is None:
+        nthreads = _run_closed(job, raws)
+    else:
+        nthreads = _run_open(job, raws)
+    stop_probe.set()
+    probe.join(1.0)
+    cpu = time.process_time() - cpu0
+    wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
+    result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads)
+    _parse_all(job, raws, result)
+    return result
+
+
+def _deadline(job: PointJob, send_ns: int) -> int:
+    d = send_ns + int(job.request_timeout_s * 1e9)
+    if job.stop_ns:
+        d = min(d, job.stop_ns + int(job.drain_s * 1e9))
+    return d
+
+
+def _run_closed(job: PointJob, raws: list) -> int:
+    n = len(job.requests)
+    if n == 0 or job.streams <= 0:
+        return 0
+    counter = itertools.count()  # next() is atomic under the GIL: the streams share one queue
+    timeout = min(60.0, job.request_timeout_s)
+
+    def stream() -> None:
+        conn = Connection(job.endpoint, read_timeout=timeout)
+        try:
+            conn._open()  # connect before the start so the first request does not pay for it
+        except OSError:
+            conn.close()
+        _sleep_until(job.start_ns)
+        perf = time.perf_counter_ns
+        try:
+            while True:
+                i = next(counter)
+                if i >= n and not job.cycle:
+                    return
+                now = perf()
+                if job.stop_ns and now >= job.stop_ns:
+                    return
+                k = i % n
+                rid = job.requests[k].index + (i // n) * job.total_specs
+                raw = RawStream()
+                conn.stream(job.payloads[k], raw, _deadline(job, now))
+                raws.append((rid, raw.send_ns, raw))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=stream, daemon=True) for _ in range(min(job.streams, n if not job.cycle else job.streams))]
+    for t in threads:
+        t.start()
+    _join_all(threads, job)
+    return len(threads)
+
+
+def _run_open(job: PointJob, raws: list) -> int:
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    lock = threading.Lock()
+    state = {"in_flight": 0}
+    threads: list[threading.Thread] = []
+    timeout = min(60.0, job.request_timeout_s)
+
+    def stream() -> None:
+        conn = Connection(job.endpoint, read_timeout=timeout)
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                k, sched = item
+                raw = RawStream()
+                conn.stream(job.payloads[k], raw, _deadline(job, sched))
+                raws.append((job.requests[k].index, sched, raw))
+                with lock:
+                    state["in_flight"] -= 1
+        finally:
+            conn.close()
+
+    def spawn() -> None:
+        t = threading.Thread(target=stream, daemon=True)
+        t.start()
+        threads.append(t)
+
+    for _ in range(min(8, job.max_in_flight, len(job.requests))):
+        spawn()
+    for k, sched in enumerate(job.arrivals_ns or ()):
+        if job.stop_ns and sched >= job.stop_ns:
+            break
+        _sleep_until(sched)
+        with lock:
+            state["in_flight"] += 1
+            busy = state["in_flight"]
+        if busy > len(threads) and len(threads) < job.max_in_flight:
+            spawn()
+        q.put((k, sched))
+    for _ in threads:
+        q.put(None)
+    _join_all(threads, job)
+    return len(threads)
+
+
+def _join_all(threads: list[threading.Thread], job: PointJob) -> None:
+    # Bounded: each request has a deadline and each recv() a timeout, so this ends.
+    limit = time.monotonic() + job.request_timeout_s + 120.0
+    for t in threads:
+        t.join(max(0.0, limit - time.monotonic()))
+
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def _tokenizer(path: str):
+    if not path:
+        return None
+    if path not in _TOKENIZERS:
+        from workloads.prompts import load_tokenizer
+
+        _TOKENIZERS[path] = load_tokenizer(path)
+    return _TOKENIZERS[path]
+
+
+def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
+    tok = _tokenizer(job.tokenizer_path)
+    by_index = {r.index: r for r in job.requests}
+    cancel_after = job.stop_ns + int(job.drain_s * 1e9) if job.stop_ns else 0
+    for rid, sched, raw in raws:
+        spec = by_index[rid % job.total_specs]
+        p = job.codec.parse(raw)
+        error = p.error
+        if error == ERR_TIMEOUT and cancel_after and raw.end_ns >= cancel_after:
+            error = ERR_CANCELLED
+        client_tokens = tok.count(p.text) if (tok is not None and p.text) else -1
+        result.records.append(RequestRecord(
+            point=job.point, request=rid, worker=job.worker, scheduled_ns=sched,
+            send_ns=raw.send_ns, headers_ns=raw.headers_ns,
+            first_event_ns=p.event_ns[0] if p.event_ns else 0,
+            first_content_ns=p.content_ns[0] if p.content_ns else 0,
+            last_content_ns=p.content_ns[-1] if p.content_ns else 0,
+            end_ns=raw.end_ns, status=raw.status, error=error, error_detail=p.error_detail,
+            input_tokens=spec.input_tokens, input_exact=spec.input_exact, max_tokens=spec.max_tokens,
+            usage_prompt_tokens=-1 if p.usage_prompt_tokens is None else p.usage_prompt_tokens,
+            usage_completion_tokens=-1 if p.usage_completion_tokens is None else p.usage_completion_tokens,
+            client_output_tokens=client_tokens, n_events=len(p.event_ns), n_content_chunks=len(p.content_ns),
+            bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
+        ))
+        result.chunk_request.extend([rid] * len(p.content_ns))
+        result.chunk_t_ns.extend(p.content_ns)
+        result.chunk_tokens.extend(p.content_tokens)
+
+
+def _worker_main(pipe: Pipe, worker: int) -> None:
+    # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
+    sys.setswitchinterval(0.0005)
+    while True:
+        try:
+            job = pipe.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        try:
+            result = run_job(job)
+        except Exception as e:  # reported to the parent, which keeps the points already measured
+            result = WorkerResult(job.worker, [], error=f"{type(e).__name__}: {e}")
+        try:
+            pipe.send(result)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def default_workers(mode: str, load: float) -> int:
+    """Sized to the machine: ~64 streams (or ~100 req/s) per worker, at most one per core."""
+    cores = os.cpu_count() or 1
+    need = math.ceil(load / 64) if mode == "concurrency" else math.ceil(load / 100)
+    return max(1, min(cores, need))
+
+
+class WorkerPool:
+    """Persistent worker processes (spawned once per sweep, reused by every point)."""
+
+    def __init__(self, n: int):
+        ctx = mp.get_context("spawn")
+        self.pipes: list[Pipe] = []
+        self.procs: list = []
+        for w in range(n):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker_main, args=(child, w), daemon=True, name=f"inferprof-worker-{w}")
+            p.start()
+            child.close()
+            self.pipes.append(parent)
+            self.procs.append(p)
+
+    def __len__(self) -> int:
+        return len(self.procs)
+
+    def run(self, jobs: list[PointJob], timeout_s: float) -> list[WorkerResult]:
+        for job in jobs:
+            self.pipes[job.worker].send(job)
+        results: list[WorkerResult] = []
+        limit = time.monotonic() + timeout_s
+        for job in jobs:
+            pipe = self.pipes[job.worker]
+            if not pipe.poll(max(0.0, limit - time.monotonic())):
+                results.append(WorkerResult(job.worker, [], error="worker did not finish in time"))
+                self.procs[job.worker].kill()
+                continue
+            try:
+                results.append(pipe.recv())
+            except (EOFError, OSError):
+                results.append(WorkerResult(job.worker, [], error="worker process died"))
+        return results
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            try:
+                pipe.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self.procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(2)
+
+
+def split_closed(requests: list[RequestSpec], concurrency: int, workers: int) -> list[tuple[int, list[RequestSpec]]]:
+    """Streams and requests per worker: streams as even as possible, requests in proportion."""
+    workers = max(1, min(workers, concurrency))
+    streams = [concurrency // workers + (1 if w < concurrency % workers else 0) for w in range(workers)]
+    out = []
+    start = 0
+    n = len(requests)
+    acc = 0
+    for s in streams:
+        acc += s
+        end = round(n * acc / concurrency)
+        out.append((s, requests[start:end]))
+        start = end
+    return out
+
+
+def split_open(requests: list[RequestSpec], arrivals_ns: list[int], workers: int) -> list[tuple[list[RequestSpec], list[int]]]:
+    """Round-robin the arrival schedule across workers."""
+    workers = max(1, min(workers, len(requests)))
+    return [(requests[w::workers], arrivals_ns[w::workers]) for w in range(workers)]

@@ -1,0 +1,60 @@
+"""points.csv from a run folder's raw files: the one path used by the sweep and by `inferprof report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from profiler import runfolder as rf
+from profiler.summary import POINT_COLUMNS, summarize_point
+
+
+def summarize_run(run_dir: str | Path) -> pd.DataFrame:
+    """One row per point, recomputed from requests.parquet, chunks.parquet, telemetry.parquet,
+    points.jsonl and manifest.json. Deterministic: the same folder gives the same table."""
+    run_dir = Path(run_dir)
+    manifest = rf.read_json(run_dir / rf.MANIFEST)
+    facts = rf.read_point_facts(run_dir)
+    req = rf.read_table(run_dir, rf.REQUESTS)
+    chunks = rf.read_table(run_dir, rf.CHUNKS)
+    tel = rf.read_table(run_dir, rf.TELEMETRY)
+    slos = manifest.get("slos") or {}
+    warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
+    rows = []
+    for f in facts:
+        p = f["point"]
+        r = req[req["point"] == p] if len(req) else req
+        c = chunks[chunks["point"] == p] if len(chunks) else chunks
+        row = summarize_point(f, r, c, slos, warmup)
+        row.update(_telemetry_columns(tel, f, row))
+        rows.append(row)
+    points = pd.DataFrame(rows)
+    if rows:
+        extra = [c for c in points.columns if c not in POINT_COLUMNS]
+        points = points[[c for c in POINT_COLUMNS if c in points.columns] + extra]
+    return _with_cost(points, manifest)
+
+
+def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict) -> dict:
+    try:
+        from profiler.telemetry import TELEMETRY_COLUMNS
+        from profiler.telemetry import summarize_point as summarize_telemetry
+    except ImportError:
+        return {}
+    if not len(tel):
+        return {c: float("nan") for c in TELEMETRY_COLUMNS}
+    end = facts.get("end_ns") or facts.get("stop_ns") or 0
+    return summarize_telemetry(tel, int(facts["start_ns"]), int(end), float(row.get("output_tokens_total") or 0))
+
+
+def _with_cost(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    pricing = manifest.get("pricing")
+    if not pricing or not len(points):
+        return points
+    try:
+        from profiler.cost import add_cost_columns
+        from profiler.cost.pricing import Pricing
+    except ImportError:
+        return points
+    return add_cost_columns(points, Pricing(**pricing), gpus=manifest.get("gpu_count") or 1)

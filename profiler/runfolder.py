@@ -1,0 +1,139 @@
+"""The run folder: what is written during a sweep, and how it is read back.
+
+Every file is replaced atomically (write to a temp file, then rename) after each point, so a sweep
+that is interrupted or whose server dies keeps every point it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from backends.records import REQUEST_COLUMNS, RequestRecord
+
+MANIFEST = "manifest.json"
+POINTS_RAW = "points.jsonl"
+REQUESTS = "requests.parquet"
+CHUNKS = "chunks.parquet"
+TELEMETRY = "telemetry.parquet"
+POINTS_CSV = "points.csv"
+
+_INT_COLS = {c for c in REQUEST_COLUMNS if c.endswith("_ns") or c.endswith("_tokens") or c in (
+    "point", "request", "worker", "status", "n_events", "n_content_chunks", "bursts", "output_chars")}
+
+
+def new_run_dir(out: str | os.PathLike) -> Path:
+    """results/<UTC timestamp>-<pid>; unique even for two sweeps started in the same second."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = Path(out)
+    for i in range(1000):
+        d = base / (f"{stamp}-{os.getpid()}" + (f"-{i}" if i else ""))
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+            return d
+        except FileExistsError:
+            continue
+    raise OSError(f"cannot create a run folder under {base}")
+
+
+def host_info() -> dict:
+    return {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": sys.version.split()[0]}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("inferprof", "numpy", "pandas", "pyarrow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = ""
+    return out
+
+
+def start_manifest(run_dir: Path, **fields) -> dict:
+    manifest = {"run_id": run_dir.name, "started_at": datetime.now(UTC).isoformat(),
+                "started_mono_ns": time.perf_counter_ns(), "versions": versions(), "host": host_info()}
+    manifest.update(fields)
+    write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def append_point_facts(run_dir: Path, facts: dict) -> None:
+    with open(run_dir / POINTS_RAW, "a") as f:
+        f.write(json.dumps(facts, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_point_facts(run_dir: Path) -> list[dict]:
+    path = run_dir / POINTS_RAW
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def records_table(records: list[RequestRecord]) -> pa.Table:
+    cols = {c: [getattr(r, c) for r in records] for c in REQUEST_COLUMNS}
+    fields = []
+    for c in REQUEST_COLUMNS:
+        if c == "input_exact":
+            fields.append(pa.field(c, pa.bool_()))
+        elif c in _INT_COLS:
+            fields.append(pa.field(c, pa.int64()))
+        else:
+            fields.append(pa.field(c, pa.string()))
+    return pa.table(cols, schema=pa.schema(fields))
+
+
+def chunks_table(request_point: list[int], request: list[int], t_ns: list[int], tokens: list[int]) -> pa.Table:
+    return pa.table({"point": pa.array(request_point, pa.int64()), "request": pa.array(request, pa.int64()),
+                     "t_ns": pa.array(t_ns, pa.int64()), "tokens": pa.array(tokens, pa.int64())})
+
+
+def write_table(path: Path, tables: list[pa.Table]) -> None:
+    """(Re)write a parquet file from the tables of every point so far."""
+    non_empty = [t for t in tables if t.num_rows]
+    if not non_empty:
+        if not tables:
+            return
+        non_empty = tables[:1]
+    table = pa.concat_tables(non_empty)
+    _atomic(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def write_points_csv(run_dir: Path, points: pd.DataFrame) -> None:
+    _atomic(run_dir / POINTS_CSV, lambda p: points.to_csv(p, index=False, float_format="%.6g"))
+
+
+def read_table(run_dir: Path, name: str) -> pd.DataFrame:
+    path = Path(run_dir) / name
+    if not path.exists():
+        return pd.DataFrame()
+    return pq.read_table(path).to_pandas()
