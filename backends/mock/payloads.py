@@ -1,0 +1,236 @@
+"""Response bodies of the mock server, byte for byte as vLLM (OpenAI API) and Triton send them.
+
+Streams are precomputed per request as HTTP/1.1 chunked frames (``<hex len>\\r\\n<data>\\r\\n``),
+one SSE event (``data: <json>\\n\\n``) per HTTP chunk, so each send is one ``transport.write``.
+
+Shapes follow vLLM's pydantic models (``vllm/entrypoints/openai/protocol.py``):
+chat chunks are dumped with ``exclude_unset=True`` (role chunk ``delta: {"role": "assistant",
+"content": ""}``, content chunks ``delta: {"content": ...}``, ``stop_reason`` only on the finishing
+chunk), completion chunks with ``exclude_unset=False`` (``stop_reason`` and ``"usage": null`` on
+every chunk), the usage-only chunk (``choices: []``) with ``exclude_none=True``. Usage keys keep
+vLLM's field order ``prompt_tokens, total_tokens, completion_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from backends.mock.tokens import WORDS, generated_text
+
+_WORDS_JSON = tuple(json.dumps(w) for w in WORDS)
+TERMINATOR = b"0\r\n\r\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def sse(obj_json: str) -> bytes:
+    return b"data: " + obj_json.encode() + b"\n\n"
+
+
+def usage_json(prompt: int, completion: int) -> str:
+    return f'{{"prompt_tokens":{prompt},"total_tokens":{prompt + completion},"completion_tokens":{completion}}}'
+
+
+def error_body(message: str, err_type: str, code: int, param: str | None = None) -> bytes:
+    """vLLM ``ErrorResponse``: ``{"error": {"message", "type", "param", "code"}}``."""
+    return json.dumps({"error": {"message": message, "type": err_type, "param": param, "code": code}}, separators=(",", ":")).encode()
+
+
+def chunk_texts(n_tokens: int, tokens_per_chunk: int) -> list[tuple[str, int]]:
+    """(JSON-encoded text, tokens) of each content chunk: ``ceil(n / k)`` chunks of ``k`` tokens."""
+    out = []
+    for start in range(0, n_tokens, tokens_per_chunk):
+        k = min(tokens_per_chunk, n_tokens - start)
+        text = _WORDS_JSON[start % len(WORDS)] if k == 1 else json.dumps(generated_text(k, start))
+        out.append((text, k))
+    return out
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """Everything one streaming response writes, already framed.
+
+    ``head`` goes out when the request is accepted (status line + headers, plus an early role
+    chunk if asked); ``first`` is prepended to content chunk 0 (role chunk); ``chunks[i]`` is
+    content chunk i; ``tail`` is appended to the last content chunk (usage chunk, [DONE],
+    terminator). ``tokens[i]`` is the token count of chunk i.
+    """
+
+    head: bytes
+    first: bytes
+    chunks: list[bytes]
+    tokens: list[int]
+    tail: bytes
+
+    def writes(self) -> list[bytes]:
+        """The exact write of each content chunk (role prepended to the first, tail to the last)."""
+        w = list(self.chunks)
+        w[0] = self.first + w[0]
+        w[-1] = w[-1] + self.tail
+        return w
+
+
+def chat_stream(
+    head: bytes,
+    rid: str,
+    created: int,
+    model: str,
+    prompt_tokens: int,
+    n_tokens: int,
+    tokens_per_chunk: int,
+    include_usage: bool,
+    continuous_usage: bool,
+    early_role: bool,
+) -> StreamPlan:
+    model_j = json.dumps(model)
+    pre = f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},"choices":[{{"index":0,'
+    role_usage = f',"usage":{usage_json(prompt_tokens, 0)}' if continuous_usage else ""
+    role = frame(sse(pre + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + role_usage + "}"))
+    chunks: list[bytes] = []
+    tokens: list[int] = []
+    done = 0
+    parts = chunk_texts(n_tokens, tokens_per_chunk)
+    for i, (text, k) in enumerate(parts):
+        done += k
+        fin = '"length","stop_reason":null' if i == len(parts) - 1 else "null"
+        u = f',"usage":{usage_json(prompt_tokens, done)}' if continuous_usage else ""
+        chunks.append(frame(sse(pre + f'"delta":{{"content":{text}}},"logprobs":null,"finish_reason":{fin}}}]' + u + "}")))
+        tokens.append(k)
+    tail = b""
+    if include_usage:
+        tail += frame(sse(
+            f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},'
+            f'"choices":[],"usage":{usage_json(prompt_tokens, n_tokens)}}}'
+        ))
+    tail += frame(DONE) + TERMINATOR
+    if early_role:
+        return StreamPlan(head + role, b"", chunks, tokens, tail)
+    return StreamPlan(head, role, chunks, tokens, tail)
+
+
+def completion_stream(
+    head: bytes,
+    rid: str,
+    created: int,
+    model: str,
+    prompt_tokens: int,
+    n_tokens: int,
+    tokens_per_chunk: int,
+    include_usage: bool,
+    continuous_usage: bool,
+) -> StreamPlan:
+    model_j = json.dumps(model)
+    pre = f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},"choices":[{{"index":0,"text":'
+    chunks: list[bytes] = []
+    tokens: list[int] = []
+    done = 0
+    parts = chunk_texts(n_tokens, tokens_per_chunk)
+    for i, (text, k) in enumerate(parts):
+        done += k
+        fin = '"length"' if i == len(parts) - 1 else "null"
+        u = usage_json(prompt_tokens, done) if continuous_usage else "null"
+        chunks.append(frame(sse(
+            pre + f'{text},"logprobs":null,"finish_reason":{fin},"stop_reason":null}}],"usage":{u}}}'
+        )))
+        tokens.append(k)
+    tail = b""
+    if include_usage:
+        tail += frame(sse(
+            f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},'
+            f'"choices":[],"usage":{usage_json(prompt_tokens, n_tokens)}}}'
+        ))
+    tail += frame(DONE) + TERMINATOR
+    return StreamPlan(head, b"", chunks, tokens, tail)
+
+
+def triton_stream(
+    head: bytes,
+    model: str,
+    prompt_tokens: int,
+    n_tokens: int,
+    tokens_per_chunk: int,
+    num_input: bool,
+    num_output: bool,
+    error_after: int | None,
+) -> StreamPlan:
+    """Triton ``generate_stream``: one ``data: {...}`` event per response, no ``[DONE]``.
+
+    With ``error_after=N`` the stream carries N responses and then ``data: {"error": ...}``
+    (under HTTP 200, as Triton does)."""
+    model_j = json.dumps(model)
+    chunks: list[bytes] = []
+    tokens: list[int] = []
+    parts = chunk_texts(n_tokens, tokens_per_chunk)
+    if error_after is not None:
+        parts = parts[: max(error_after, 0)]
+    for i, (text, k) in enumerate(parts):
+        extra = ""
+        if num_input and i == 0:
+            extra += f',"num_input_tokens":{prompt_tokens}'
+        if num_output:
+            extra += f',"num_output_tokens":{k}'
+        chunks.append(frame(sse(f'{{"model_name":{model_j},"model_version":"1","text_output":{text}{extra}}}')))
+        tokens.append(k)
+    tail = b""
+    if error_after is not None:
+        tail = frame(sse(json.dumps({"error": f"mock injected error after {len(parts)} responses"})))
+    tail += TERMINATOR
+    if not chunks:  # error before any response: the error event is the only write
+        chunks, tokens, tail = [tail], [0], b""
+    return StreamPlan(head, b"", chunks, tokens, tail)
+
+
+def chat_response(rid: str, created: int, model: str, prompt_tokens: int, n_tokens: int) -> bytes:
+    return json.dumps({
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant", "content": generated_text(n_tokens), "refusal": None,
+                "annotations": None, "audio": None, "function_call": None, "tool_calls": [],
+                "reasoning_content": None,
+            },
+            "logprobs": None,
+            "finish_reason": "length",
+            "stop_reason": None,
+        }],
+        "service_tier": None,
+        "system_fingerprint": None,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + n_tokens,
+                  "completion_tokens": n_tokens, "prompt_tokens_details": None},
+        "prompt_logprobs": None,
+        "kv_transfer_params": None,
+    }, separators=(",", ":")).encode()
+
+
+def completion_response(rid: str, created: int, model: str, prompt_tokens: int, n_tokens: int) -> bytes:
+    return json.dumps({
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0, "text": generated_text(n_tokens), "logprobs": None,
+            "finish_reason": "length", "stop_reason": None, "prompt_logprobs": None,
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + n_tokens,
+                  "completion_tokens": n_tokens, "prompt_tokens_details": None},
+        "kv_transfer_params": None,
+    }, separators=(",", ":")).encode()
+
+
+def triton_response(model: str, prompt_tokens: int, n_tokens: int, num_input: bool, num_output: bool) -> bytes:
+    body: dict = {"model_name": model, "model_version": "1", "text_output": generated_text(n_tokens)}
+    if num_input:
+        body["num_input_tokens"] = prompt_tokens
+    if num_output:
+        body["num_output_tokens"] = n_tokens
+    return json.dumps(body, separators=(",", ":")).encode()
