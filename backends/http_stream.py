@@ -62,7 +62,7 @@ class Connection:
             finally:
                 self.sock = None
 
-    def _open(self) -> socket.socket:
+    def open(self) -> socket.socket:
         s = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.connect_timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.settimeout(self.read_timeout)
@@ -75,7 +75,7 @@ class Connection:
         for attempt in (0, 1):
             reused = self.sock is not None
             try:
-                sock = self.sock or self._open()
+                sock = self.sock or self.open()
             except OSError as e:
                 raw.send_ns = raw.end_ns = perf()
                 raw.error, raw.error_detail = ERR_CONNECT, f"{type(e).__name__}: {e}"

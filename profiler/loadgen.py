@@ -107,6 +107,12 @@ def run_job(job: PointJob) -> WorkerResult:
     return result
 
 
+def _connection(job: PointJob, read_timeout: float):
+    """The codec's own transport when it has one (Triton gRPC), else the lean HTTP reader."""
+    make = getattr(job.codec, "connection", None)
+    return make(read_timeout) if make else Connection(job.endpoint, read_timeout=read_timeout)
+
+
 def _deadline(job: PointJob, send_ns: int) -> int:
     d = send_ns + int(job.request_timeout_s * 1e9)
     if job.stop_ns:
@@ -122,9 +128,9 @@ def _run_closed(job: PointJob, raws: list) -> int:
     timeout = min(60.0, job.request_timeout_s)
 
     def stream() -> None:
-        conn = Connection(job.endpoint, read_timeout=timeout)
+        conn = _connection(job, timeout)
         try:
-            conn._open()  # connect before the start so the first request does not pay for it
+            conn.open()  # connect before the start so the first request does not pay for it
         except OSError:
             conn.close()
         _sleep_until(job.start_ns)
@@ -160,7 +166,7 @@ def _run_open(job: PointJob, raws: list) -> int:
     timeout = min(60.0, job.request_timeout_s)
 
     def stream() -> None:
-        conn = Connection(job.endpoint, read_timeout=timeout)
+        conn = _connection(job, timeout)
         try:
             while True:
                 item = q.get()
