@@ -135,8 +135,8 @@ start() {
   if ! pid_alive; then
     local blocks=()
     [ -n "$BLOCKS" ] && blocks=(--num-gpu-blocks-override "$BLOCKS")
-    local t0=$SECONDS
-    # shellcheck disable=SC2086
+    local extra=()
+    read -r -a extra <<< "${VLLM_EXTRA_ARGS:-}"
     local off=${VLLM_OFFLINE:-1}
     [ "$off" = 1 ] || off=0
     VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1} VLLM_CACHE_ROOT="$ROOT/vllm-cache" \
@@ -144,7 +144,7 @@ start() {
     DO_NOT_TRACK=1 VLLM_DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false \
       setsid "$VENV/bin/vllm" serve "$MODEL" --host 127.0.0.1 --port "$PORT" \
         --served-model-name "$SERVED" --dtype float32 --max-model-len 2048 \
-        "${blocks[@]}" ${VLLM_EXTRA_ARGS:-} > "$LOG" 2>&1 < /dev/null &
+        "${blocks[@]}" "${extra[@]}" > "$LOG" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
     log "started pid $(cat "$PIDFILE") (log: $LOG)"
   fi

@@ -93,6 +93,7 @@ URL=http://127.0.0.1:$PORT
 SERVER_PID=""
 CPU_STARTED=0
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local rc=$?
   set +e
