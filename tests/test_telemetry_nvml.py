@@ -178,4 +178,5 @@ def test_session_samples_fake_nvml_and_shuts_down(fake):
         got = s.drain()
     assert {x.metric for x in got} >= {"power_w", "energy_j", "gpu_util"}
     assert s.gpu_info()[0]["uuid"] == UUIDS[0]
+    s.stop()  # a second stop is harmless
     assert fake.shutdowns == 1

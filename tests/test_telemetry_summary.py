@@ -144,3 +144,13 @@ def test_missing_everything_and_out_of_window():
     assert all(nan(v) for k, v in out.items() if k not in ("energy_source", "gpu_name"))
     late = frame(series("nvml", "0", "power_w", [(5, 100)]))
     assert nan(summarize_point(late, 0, S, 10)["power_mean_w"])  # samples outside the window don't count
+
+
+def test_samples_frame_round_trip_from_session_samples():
+    from profiler.telemetry import Sample, samples_frame
+
+    df = samples_frame([Sample(0, "nvml", "0", "power_w", 100.0), Sample(S, "nvml", "0", "power_w", 100.0)])
+    assert list(df.columns) == ["t_ns", "source", "gpu", "metric", "value"]
+    assert str(df["t_ns"].dtype) == "int64" and str(df["value"].dtype) == "float64"
+    assert summarize_point(df, 0, S, 0)["energy_j"] == pytest.approx(100)
+    assert list(samples_frame([]).columns) == ["t_ns", "source", "gpu", "metric", "value"]

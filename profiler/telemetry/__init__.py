@@ -51,7 +51,7 @@ from profiler.telemetry.nvml import NO_GPU_NOTICE, NvmlSource
 from profiler.telemetry.prometheus import PromSource, fetch_text
 from profiler.telemetry.samples import CounterTracker, Sample, Source
 from profiler.telemetry.session import TelemetrySession, build_sources
-from profiler.telemetry.summary import TELEMETRY_COLUMNS, summarize_point
+from profiler.telemetry.summary import TELEMETRY_COLUMNS, samples_frame, summarize_point
 
 __all__ = [
     "NO_GPU_NOTICE",
@@ -68,6 +68,7 @@ __all__ = [
     "histogram_delta",
     "histogram_quantile",
     "parse_histogram",
+    "samples_frame",
     "summarize_point",
     "server_metrics_url",
 ]

@@ -33,6 +33,7 @@ class TelemetrySession:
         self._src_locks = [threading.Lock() for _ in self.sources]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._closed = False
 
     @property
     def notices(self) -> list[str]:
@@ -60,7 +61,8 @@ class TelemetrySession:
             try:
                 samples = src.poll()
             except Exception:
-                self.errors[src.name] += 1
+                with self._lock:
+                    self.errors[src.name] += 1
                 return
         if samples:
             with self._lock:
@@ -80,6 +82,8 @@ class TelemetrySession:
     def start(self) -> TelemetrySession:
         if self._threads:
             return self
+        if self._closed:
+            raise RuntimeError("TelemetrySession was stopped; make a new one")
         self._stop.clear()
         for i, src in enumerate(self.sources):
             t = threading.Thread(target=self._run, args=(i,), name=f"telemetry-{src.name}", daemon=True)
@@ -95,9 +99,12 @@ class TelemetrySession:
             t.join(max(0.0, deadline - time.monotonic()))
         alive = any(t.is_alive() for t in self._threads)
         self._threads = []
+        if self._closed:
+            return
         if alive:
             self._notices.append("telemetry: a source did not stop in time; left to exit with the process")
             return  # closing a source under a running poll could crash a C library
+        self._closed = True
         for src in self.sources:
             try:
                 src.close()

@@ -88,10 +88,16 @@ class Series:
     next: tuple[int, float] | None  # nearest sample after end
 
 
-def _select(df: pd.DataFrame, metric: str, priority: tuple[str, ...], start: int, end: int) -> dict[str, Series]:
+def samples_frame(samples: list) -> pd.DataFrame:
+    """Samples as the `telemetry.parquet` frame: t_ns int64, source/gpu/metric str, value float64."""
+    df = pd.DataFrame(samples, columns=["t_ns", "source", "gpu", "metric", "value"])
+    return df.astype({"t_ns": "int64", "source": str, "gpu": str, "metric": str, "value": "float64"})
+
+
+def _select(by_metric: dict[str, pd.DataFrame], metric: str, priority: tuple[str, ...], start: int, end: int) -> dict[str, Series]:
     """Series per GPU of `metric` from the first source (by priority) with samples in the window."""
-    m = df[df["metric"] == metric]
-    if m.empty:
+    m = by_metric.get(metric)
+    if m is None or m.empty:
         return {}
     inside = m[(m["t_ns"] >= start) & (m["t_ns"] <= end)]
     present = set(inside["source"].unique())
@@ -225,9 +231,10 @@ def summarize_point(
     if df is None or df.empty:
         return out
     start, end = int(start_ns), int(end_ns)
+    by_metric = {str(k): g for k, g in df.groupby("metric", sort=False)}  # one pass over a run-long frame
 
     def sel(metric: str, priority: tuple[str, ...] = GPU_PRIORITY) -> dict[str, Series]:
-        return _select(df, metric, priority, start, end)
+        return _select(by_metric, metric, priority, start, end)
 
     power = sel("power_w")
     if power:
@@ -267,7 +274,7 @@ def summarize_point(
     out["gpu_name"] = _gpu_name(gpus, gpu_info)
 
     def server(metric: str) -> Series | None:
-        s = _select(df, metric, SERVER_PRIORITY, start, end)
+        s = _select(by_metric, metric, SERVER_PRIORITY, start, end)
         return s.get("") if s else None
 
     kv = server("kv_cache_usage")
