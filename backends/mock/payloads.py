@@ -23,6 +23,21 @@ TERMINATOR = b"0\r\n\r\n"
 DONE = b"data: [DONE]\n\n"
 
 
+# Tail of a non-final single-token chunk after the request-specific prefix, per word.
+_CHAT_MIDS = tuple(f'{w}}},"logprobs":null,"finish_reason":null}}]}}\n\n'.encode() for w in _WORDS_JSON)
+_COMPLETION_MIDS = tuple(
+    f'{w},"logprobs":null,"finish_reason":null,"stop_reason":null}}],"usage":null}}\n\n'.encode()
+    for w in _WORDS_JSON
+)
+
+
+def _fast_chunks(pre: bytes, mids: tuple[bytes, ...], n: int) -> list[bytes]:
+    """Framed chunks 0..n-1 of one token each, from a request prefix and per-word tails."""
+    lp = len(pre)
+    nw = len(mids)
+    return [b"%x\r\n%b%b\r\n" % (lp + len(mids[i % nw]), pre, mids[i % nw]) for i in range(n)]
+
+
 def frame(data: bytes) -> bytes:
     """One HTTP/1.1 chunk."""
     return b"%x\r\n%b\r\n" % (len(data), data)
@@ -91,11 +106,18 @@ def chat_stream(
     pre = f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},"choices":[{{"index":0,'
     role_usage = f',"usage":{usage_json(prompt_tokens, 0)}' if continuous_usage else ""
     role = frame(sse(pre + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + role_usage + "}"))
-    chunks: list[bytes] = []
-    tokens: list[int] = []
-    done = 0
-    parts = chunk_texts(n_tokens, tokens_per_chunk)
+    if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
+        chunks = _fast_chunks(("data: " + pre + '"delta":{"content":').encode(), _CHAT_MIDS, n_tokens - 1)
+        tokens = [1] * (n_tokens - 1)
+        parts = chunk_texts(1, 1)
+        done = n_tokens - 1
+        start = n_tokens - 1
+    else:
+        chunks, tokens, done, start = [], [], 0, 0
+        parts = chunk_texts(n_tokens, tokens_per_chunk)
     for i, (text, k) in enumerate(parts):
+        if start:
+            text = _WORDS_JSON[start % len(WORDS)]
         done += k
         fin = '"length","stop_reason":null' if i == len(parts) - 1 else "null"
         u = f',"usage":{usage_json(prompt_tokens, done)}' if continuous_usage else ""
@@ -126,11 +148,18 @@ def completion_stream(
 ) -> StreamPlan:
     model_j = json.dumps(model)
     pre = f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},"choices":[{{"index":0,"text":'
-    chunks: list[bytes] = []
-    tokens: list[int] = []
-    done = 0
-    parts = chunk_texts(n_tokens, tokens_per_chunk)
+    if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
+        chunks = _fast_chunks(("data: " + pre).encode(), _COMPLETION_MIDS, n_tokens - 1)
+        tokens = [1] * (n_tokens - 1)
+        parts = chunk_texts(1, 1)
+        done = n_tokens - 1
+        start = n_tokens - 1
+    else:
+        chunks, tokens, done, start = [], [], 0, 0
+        parts = chunk_texts(n_tokens, tokens_per_chunk)
     for i, (text, k) in enumerate(parts):
+        if start:
+            text = _WORDS_JSON[start % len(WORDS)]
         done += k
         fin = '"length"' if i == len(parts) - 1 else "null"
         u = usage_json(prompt_tokens, done) if continuous_usage else "null"
