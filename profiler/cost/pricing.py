@@ -43,8 +43,8 @@ pue: 1.3                    # facility overhead multiplier on measured GPU energ
 class Pricing:
     """What a run is costed with. usd_per_gpu_hour None means "unknown": no cost columns."""
 
-    gpu: str | None
-    provider: str | None
+    gpu: str | None = None
+    provider: str | None = None
     pricing: str = "on_demand"
     usd_per_gpu_hour: float | None = None
     energy_usd_per_kwh: float | None = None
