@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     print(f"streams={a.streams} max_tokens={a.max_tokens} server_args='{a.server_args}': "
-          f"server sent {r['server_chunks_per_s']:,.0f} chunks/s (server CPU {r['server_cpu']:.2f} core), "
+          f"server sent {r['server_chunks_per_s']:,.0f} chunks/s (server CPU {r['server_cpu']:.2f} core, "
+          f"{r['server_chunks_per_s'] / max(r['server_cpu'], 1e-9):,.0f} chunks per server CPU-second), "
           f"client counted {r['client_chunks_per_s']:,.0f} chunks/s (client CPU {r['client_cpu']:.2f} core)")
     return 0
 
