@@ -470,3 +470,17 @@ def test_bad_flags_exit_2_with_one_line():
                            text=True, timeout=TIMEOUT)
         assert r.returncode == 2, args
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_jitter_scales_the_exact_schedule(server_factory):
+    # uniform:2,3 multiplies every TTFT and ITL by a factor in [2, 3], so chunk i can never be sent
+    # before 2 * (ttft + i * itl); without jitter it would be due at ttft + i * itl
+    srv = server_factory("--ttft-ms", "4", "--itl-ms", "3", "--jitter", "uniform:2,3", "--record-chunks")
+    _, chunks, done = srv.raw_stream("/v1/completions", {"prompt": "a", "max_tokens": 8, "stream": True})
+    assert done
+    rows = srv.chunk_log()
+    arrival = int(rows[0]["send_ns"])
+    sends = [int(r["send_ns"]) for r in rows[1:]]
+    assert len(sends) == 8
+    for i, t in enumerate(sends):
+        assert t - arrival >= 2 * (4 + 3 * i) * 1e6
