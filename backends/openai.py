@@ -77,7 +77,7 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
     ctype = header_value(raw.header_bytes, "content-type")
     if not raw.error and "text/event-stream" not in ctype:
         out.error = ERR_PROTOCOL
-        out.error_detail = f"response is not a stream (Content-Type {ctype or 'missing'}): does the endpoint stream?"
+        out.error_detail = f"the endpoint does not stream (response Content-Type {ctype or 'missing'})"
         return out
     if body.error and not out.error:
         out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"

@@ -56,6 +56,13 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET, help="embedded mock: performance preset")
     p.add_argument("--mock-arg", action="append", default=[], help="embedded mock: extra flag, e.g. --mock-arg=--fail-rate=0.1")
     p.add_argument("--no-report", action="store_true", help="skip report.html and plots")
+    t = p.add_argument_group("telemetry")
+    t.add_argument("--metrics-url", help="server Prometheus page (default: URL/metrics)")
+    t.add_argument("--dcgm-url", help="a dcgm-exporter, e.g. http://gpu-node:9400/metrics")
+    t.add_argument("--no-nvml", action="store_true", help="do not read local GPUs through NVML")
+    t.add_argument("--gpus", help="NVML GPU indices to sample, e.g. 0,1 (default: all)")
+    t.add_argument("--telemetry-period", default="100ms", help="sampling period (default 100ms)")
+    t.add_argument("--no-telemetry", action="store_true", help="sample nothing besides the requests")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,9 +108,14 @@ def cmd_sweep(a) -> int:
     from profiler.sweep import SweepError, Target, resolve_model, run_sweep
 
     spec = _spec_from_args(a)
+    _telemetry_flags(a)  # validate before anything starts
+    if a.url and a.backend == "openai":
+        from backends.http_stream import parse_url
+
+        parse_url(a.url)  # only plain http is spoken by the load generator
     if a.tokenizer and not Path(a.tokenizer).exists():
         raise ValueError(f"--tokenizer {a.tokenizer}: no such file or directory")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     mock = None
     try:
         url = a.url
@@ -121,7 +133,7 @@ def cmd_sweep(a) -> int:
             from backends import triton
 
             triton.resolve(target, a.protocol)
-        telemetry = None
+        telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry)
         if not a.no_report:
             rep = _maybe("profiler.report")
@@ -142,6 +154,25 @@ def cmd_sweep(a) -> int:
                     console=Console() if a.format == "table" else None)
         print(run_dir)
     return 0
+
+
+def _telemetry_flags(a) -> tuple[list[int] | None, float]:
+    gpus = [int(x) for x in parse_number_list(a.gpus, "--gpus", integer=True)] if a.gpus else None
+    period = parse_duration(a.telemetry_period)
+    if not 0.001 <= period <= 60:
+        raise ValueError("--telemetry-period must be between 1ms and 60s")
+    return gpus, period
+
+
+def _telemetry(a, url: str, console: Console):
+    from profiler.telemetry import TelemetrySession, build_sources
+
+    gpus, period = _telemetry_flags(a)
+    sources, notices = build_sources(url=url, metrics_url=a.metrics_url, dcgm_url=a.dcgm_url,
+                                     nvml=not a.no_nvml, gpus=gpus)
+    for note in notices:
+        console.print(f"[yellow]note:[/] {note}")
+    return TelemetrySession(sources, period_s=period, notices=notices)
 
 
 def _maybe(module: str):

@@ -75,14 +75,24 @@ def _sleep_until(t_ns: int) -> None:
         time.sleep(delta / 1e9)
 
 
-def _lag_probe(stop: threading.Event, out: list[int]) -> None:
-    """How late a sleeping thread wakes: the delay a stream thread's timestamp can suffer."""
+_PROGRESS: tuple = ()  # (shared array, worker slot) in a worker process: requests finished so far
+
+
+def _lag_probe(stop: threading.Event, out: list[int], raws: list) -> None:
+    """How late a sleeping thread wakes: the delay a stream thread's timestamp can suffer.
+
+    It also publishes the finished-request count for the parent's progress display (one writer).
+    """
     perf = time.perf_counter_ns
     step = int(LAG_PROBE_S * 1e9)
+    i = 0
     while not stop.is_set():
         due = perf() + step
         time.sleep(LAG_PROBE_S)
         out.append((perf() - due) // 1000)
+        i += 1
+        if _PROGRESS and i % 20 == 0:
+            _PROGRESS[0][_PROGRESS[1]] = len(raws)
 
 
 def run_job(job: PointJob) -> WorkerResult:
@@ -90,7 +100,7 @@ def run_job(job: PointJob) -> WorkerResult:
     raws: list[tuple[int, int, RawStream]] = []  # (request id, scheduled_ns, raw)
     lag: list[int] = []
     stop_probe = threading.Event()
-    probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag), daemon=True)
+    probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, raws), daemon=True)
     cpu0 = time.process_time()
     wall0 = time.perf_counter_ns()
     probe.start()
@@ -253,9 +263,12 @@ def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
         result.chunk_tokens.extend(p.content_tokens)
 
 
-def _worker_main(pipe: Pipe, worker: int) -> None:
+def _worker_main(pipe: Pipe, worker: int, progress) -> None:
+    global _PROGRESS
+    _PROGRESS = (progress, worker)
     # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
     sys.setswitchinterval(0.0005)
+    pipe.send("ready")  # imports are done: a point's start time can now be met
     while True:
         try:
             job = pipe.recv()
@@ -263,6 +276,7 @@ def _worker_main(pipe: Pipe, worker: int) -> None:
             return
         if job is None:
             return
+        progress[worker] = 0
         try:
             result = run_job(job)
         except Exception as e:  # reported to the parent, which keeps the points already measured
@@ -287,24 +301,34 @@ class WorkerPool:
         ctx = mp.get_context("spawn")
         self.pipes: list[Pipe] = []
         self.procs: list = []
+        self.progress = ctx.Array("q", n, lock=False)
         for w in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, w), daemon=True, name=f"inferprof-worker-{w}")
+            p = ctx.Process(target=_worker_main, args=(child, w, self.progress), daemon=True,
+                            name=f"inferprof-worker-{w}")
             p.start()
             child.close()
             self.pipes.append(parent)
             self.procs.append(p)
+        for w, pipe in enumerate(self.pipes):  # bounded: a worker that cannot start is an error
+            if not pipe.poll(60) or pipe.recv() != "ready":
+                self.close()
+                raise RuntimeError(f"load generator worker {w} did not start")
 
     def __len__(self) -> int:
         return len(self.procs)
 
-    def run(self, jobs: list[PointJob], timeout_s: float) -> list[WorkerResult]:
+    def run(self, jobs: list[PointJob], timeout_s: float, on_progress=None) -> list[WorkerResult]:
+        """Run one point's jobs; `on_progress(finished_requests)` is called a few times a second."""
         for job in jobs:
+            self.progress[job.worker] = 0
             self.pipes[job.worker].send(job)
         results: list[WorkerResult] = []
         limit = time.monotonic() + timeout_s
         for job in jobs:
             pipe = self.pipes[job.worker]
+            while on_progress and time.monotonic() < limit and not pipe.poll(0.2):
+                on_progress(sum(self.progress[j.worker] for j in jobs))
             if not pipe.poll(max(0.0, limit - time.monotonic())):
                 results.append(WorkerResult(job.worker, [], error="worker did not finish in time"))
                 self.procs[job.worker].kill()

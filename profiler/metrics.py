@@ -20,7 +20,8 @@ Times are int64 nanoseconds from `time.perf_counter_ns()`; results are seconds u
   over its chunks); requests/s = requests that ended inside it ÷ its length; input tokens/s =
   prompt tokens of requests sent inside it ÷ its length.
 - Goodput = successful requests that ended inside the window and meet every per-request SLO
-  limit, ÷ window length (and their output tokens ÷ window length). Failed requests count against
+  limit, ÷ window length; goodput tokens/s = tokens of those good requests' chunks that arrived
+  inside the window ÷ window length (so it never exceeds output tokens/s). Failed requests count against
   it; cancelled ones (cut by the end of a duration point) are neither good nor bad.
 """
 

@@ -27,7 +27,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
         r = req[req["point"] == p] if len(req) else req
         c = chunks[chunks["point"] == p] if len(chunks) else chunks
         row = summarize_point(f, r, c, slos, warmup)
-        row.update(_telemetry_columns(tel, f, row))
+        row.update(_telemetry_columns(tel, f, row, manifest.get("gpus")))
         rows.append(row)
     points = pd.DataFrame(rows)
     if rows:
@@ -36,7 +36,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     return _with_cost(points, manifest)
 
 
-def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict) -> dict:
+def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict, gpus: list | None) -> dict:
     try:
         from profiler.telemetry import TELEMETRY_COLUMNS
         from profiler.telemetry import summarize_point as summarize_telemetry
@@ -45,7 +45,8 @@ def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict) -> dict:
     if not len(tel):
         return {c: float("nan") for c in TELEMETRY_COLUMNS}
     end = facts.get("end_ns") or facts.get("stop_ns") or 0
-    return summarize_telemetry(tel, int(facts["start_ns"]), int(end), float(row.get("output_tokens_total") or 0))
+    return summarize_telemetry(tel, int(facts["start_ns"]), int(end), float(row.get("output_tokens_total") or 0),
+                               gpu_info=gpus)
 
 
 def _with_cost(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:

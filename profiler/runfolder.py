@@ -128,6 +128,14 @@ def write_table(path: Path, tables: list[pa.Table]) -> None:
     _atomic(path, lambda p: pq.write_table(table, p, compression="zstd"))
 
 
+def write_samples(run_dir: Path, samples: list) -> None:
+    """telemetry.parquet: a row per sample (t_ns, source, gpu, metric, value)."""
+    from profiler.telemetry import samples_frame
+
+    frame = samples_frame(samples)
+    _atomic(run_dir / TELEMETRY, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
+
+
 def write_points_csv(run_dir: Path, points: pd.DataFrame) -> None:
     _atomic(run_dir / POINTS_CSV, lambda p: points.to_csv(p, index=False, float_format="%.6g"))
 

@@ -5,8 +5,8 @@
 
 Trust rules (a point failing any is marked trusted=False, with the reasons):
 - client CPU: a worker process used >= 90 % of a core while the point ran (it was the bottleneck);
-- scheduling lag: the p99 delay of a 5 ms sleep probe in the workers exceeded 2 ms (timestamps of
-  arriving chunks may be late by as much);
+- scheduling lag: the p99 delay of a 5 ms sleep probe in the workers exceeded both 2 ms and a fifth
+  of the point's median chunk gap (timestamps of arriving chunks may be late by as much);
 - open loop: achieved request rate below 95 % of the target, or client queue time p99 above 10 ms
   (requests left later than scheduled).
 """
@@ -106,10 +106,12 @@ def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: 
     per_request = {"ttft": ttft, "itl": itl_tok, "tpot": tpot, "e2e": e2e}
     if slos:
         limits = {name.split("_", 1)[0]: v for name, v in slos.items()}
-        good = ended_in_window & m.meets_limits(per_request, limits)
+        good = ok & m.meets_limits(per_request, limits)
         if window_s > 0:
-            row["goodput_req_per_s"] = good.sum() / window_s
-            row["goodput_tok_per_s"] = float(out_tok[good].sum()) / window_s
+            row["goodput_req_per_s"] = (good & ended_in_window).sum() / window_s
+            good_chunks = ch["request"].isin(set(rid[good].tolist())).to_numpy() if len(ch) else np.empty(0, bool)
+            row["goodput_tok_per_s"] = m.tokens_in_window(t_chunks[good_chunks], chunk_tok[good_chunks],
+                                                          start_ns, stop_ns) / window_s
         failed = []
         for name, limit in slos.items():
             metric, stat = name.split("_", 1)
@@ -162,7 +164,7 @@ def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: 
     reasons = []
     if row["client_cpu"] >= CPU_SATURATED:
         reasons.append(f"client CPU {row['client_cpu']:.0%} of a core")
-    if row["loop_lag_p99_ms"] > LAG_P99_LIMIT_MS:
+    if row["loop_lag_p99_ms"] > max(LAG_P99_LIMIT_MS, 0.2 * row["itl_p50_ms"]):
         reasons.append(f"client scheduling lag p99 {row['loop_lag_p99_ms']:.1f} ms")
     if mode == "rate":
         if row["rate_achieved"] < RATE_SHORTFALL * facts["load"]:

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
-from backends.http_stream import parse_url
+from backends.http_stream import Connection, parse_url
 from backends.openai import OpenAICodec
-from backends.records import ERR_CONNECT
+from backends.records import ERR_CONNECT, RawStream
 from profiler import runfolder as rf
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
@@ -97,6 +97,31 @@ def make_codec(target: Target):
     return triton.make_codec(endpoint, target)
 
 
+def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> None:
+    """Short requests before the sweep, so a wrong endpoint fails fast with its reason.
+
+    Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
+    to measure. Anything else (not streaming, refused, 4xx) stops the sweep before it starts.
+    """
+    from dataclasses import replace
+
+    probe = codec.request_bytes(replace(requests[0], max_tokens=2))
+    for _ in range(3):
+        make = getattr(codec, "connection", None)
+        conn = make(timeout_s) if make else Connection(codec.endpoint, read_timeout=timeout_s)
+        raw = RawStream()
+        try:
+            conn.stream(probe, raw, time.perf_counter_ns() + int(timeout_s * 1e9))
+        finally:
+            conn.close()
+        parsed = codec.parse(raw)
+        if not parsed.error or raw.status >= 500:
+            if not parsed.error:
+                return
+            continue
+        raise SweepError(f"test request to {codec.endpoint.host_header} failed: {parsed.error_detail or parsed.error}")
+
+
 def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
     if not before or not after:
         return None
@@ -122,8 +147,11 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     requests = build_workload(spec, target, n_req, notices)
     codec = make_codec(target)
     payloads = [codec.request_bytes(r) for r in requests]
+    preflight(codec, requests)
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
+    if callable(telemetry):  # built only once the endpoint is known to work
+        telemetry = telemetry()
 
     run_dir = rf.new_run_dir(out_dir)
     manifest = rf.start_manifest(
@@ -134,19 +162,27 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     metrics_url = target.url.rstrip("/") + "/metrics"
     req_tables: list[pa.Table] = []
     chunk_tables: list[pa.Table] = []
-    tel_tables: list[pa.Table] = []
+    samples: list = []
     points = pd.DataFrame()
     pool = WorkerPool(workers)
     try:
         if telemetry is not None:
             telemetry.start()
+            manifest["gpus"] = telemetry.gpu_info()
+            rf.write_json(run_dir / rf.MANIFEST, manifest)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
             for i, load in enumerate(spec.loads):
                 label = f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
-                task = progress.add_task(label, total=len(spec.loads))
+                total = spec.requests if spec.duration_s is None else None
+                task = progress.add_task(label, total=total)
+                if telemetry is not None:
+                    telemetry.sample_now()  # a reading just before the point, for counters
                 before = control.scrape(metrics_url)
-                facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers)
+                facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers,
+                                            lambda done, t=task: progress.update(t, completed=done))
+                if telemetry is not None:
+                    telemetry.sample_now()  # and one just after it
                 after = control.scrape(metrics_url)
                 hist = _server_ttft_hist(before, after)
                 if hist:
@@ -159,14 +195,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                     [x for res in results for x in res.chunk_t_ns],
                     [x for res in results for x in res.chunk_tokens]))
                 if telemetry is not None:
-                    tel_tables.append(telemetry.drain_table())
-                    rf.write_table(run_dir / rf.TELEMETRY, tel_tables)
+                    samples.extend(telemetry.drain())
+                    rf.write_samples(run_dir, samples)
                 rf.write_table(run_dir / rf.REQUESTS, req_tables)
                 rf.write_table(run_dir / rf.CHUNKS, chunk_tables)
                 rf.append_point_facts(run_dir, facts)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
-                progress.update(task, completed=len(spec.loads))
+                progress.update(task, completed=len(records), total=len(records))
                 if on_point:
                     on_point(points.iloc[-1])
                 errs = [res.error for res in results if res.error]
@@ -179,19 +215,16 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         pool.close()
         if telemetry is not None:
             telemetry.stop()
-            manifest["gpus"] = telemetry.gpu_info()
-            manifest["telemetry_notices"] = telemetry.notices
-            tail = telemetry.drain_table()
-            if tail.num_rows:
-                tel_tables.append(tail)
-                rf.write_table(run_dir / rf.TELEMETRY, tel_tables)
+            manifest["telemetry"] = {"notices": telemetry.notices, "errors": dict(telemetry.errors)}
+            samples.extend(telemetry.drain())
+            rf.write_samples(run_dir, samples)
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         rf.write_json(run_dir / rf.MANIFEST, manifest)
     return run_dir, points
 
 
 def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, requests, payloads, point: int,
-               load, max_workers: int):
+               load, max_workers: int, on_progress=None):
     n = len(requests)
     k = max(1, min(max_workers, spec.workers or default_workers(spec.mode, load)))
     start_ns = time.perf_counter_ns() + START_MARGIN_NS
@@ -221,7 +254,7 @@ def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, request
     expected = (spec.duration_s or 0) + spec.request_timeout_s + 60
     if spec.mode == "rate":
         expected += n / float(load)
-    results = pool.run(jobs, timeout_s=expected + 60)
+    results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
     lags = [x for res in results for x in res.lag_us]
     cpu = [res.cpu_s / res.wall_s for res in results if res.wall_s > 0]
     ends = [r.end_ns for res in results for r in res.records]

@@ -119,7 +119,7 @@ def test_one_token_output():
 def test_not_a_stream_and_error_event_and_missing_final_chunk():
     p = parse_openai_stream(raw_of([b'{"id":"x"}'], [1], chunked=False,
                                    head=b"HTTP/1.1 200 OK\r\nContent-Type: application/json"))
-    assert p.error == "protocol" and "not a stream" in p.error_detail
+    assert p.error == "protocol" and "does not stream" in p.error_detail
 
     body = chunk(b'data: {"error": {"message": "boom"}}\n\n') + b"0\r\n\r\n"
     p = parse_openai_stream(raw_of([body], [1]))
