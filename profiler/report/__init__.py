@@ -1,0 +1,32 @@
+"""Reports of a run folder: plots, a self-contained report.html, and run comparison.
+
+`write_report(run_dir)` reads only the run folder (never re-measures): points.csv (recomputed
+from the raw files when missing), manifest.json, points.jsonl, requests/chunks/telemetry parquet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/plots/*.png and RUN_DIR/report.html; return the report's path."""
+    from profiler import runfolder as rf
+    from profiler.report import html, plots
+    from profiler.report.headline import headline, hosted_lines
+    from profiler.report.samples import load_run, run_samples
+
+    run = load_run(run_dir)
+    hosted, as_of = hosted_lines(run.manifest)
+    tel = rf.read_table(run.path, rf.TELEMETRY)
+    figs = plots.build_figures(run.points, tel, run.facts, run_samples(run), hosted)
+    written = plots.write_figures(figs, run.path / PLOTS_DIR)
+    pngs = {name: p.read_bytes() for name, p in written.items()}
+    text = html.render_report(run.manifest, run.points, headline(run.points, run.manifest, hosted, as_of), pngs)
+    return html.write_html(run.path / REPORT_HTML, text)
+
+
+__all__ = ["write_report", "REPORT_HTML", "PLOTS_DIR"]
