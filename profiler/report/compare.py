@@ -173,3 +173,150 @@ def configurations(runs: list[Run]) -> pd.DataFrame:
     # throughput per GPU is better when HIGHER: negate it for the minimising front
     df["dominated_tput_e2e"] = pareto_dominated(-df["tok_per_s_per_gpu"], df["e2e_p99_ms"])
     return df
+
+
+# ---------------------------------------------------------------- figures
+
+def fig_overlay(runs: list[Run]):
+    """TTFT p99 against output tokens/s, one line per run, markers labelled with their load."""
+    from profiler.report.plots import COLORS, _annotate_loads, _figure, num
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, run in enumerate(runs):
+        p = run.points
+        if not len(p):
+            continue
+        p = p.iloc[np.argsort(num(p, "load").to_numpy())]
+        x, y = num(p, "output_tok_per_s"), num(p, "ttft_p99_ms")
+        ok = x.notna() & y.notna()
+        if ok.any():
+            ax.plot(x[ok], y[ok], marker="o", color=COLORS[i % len(COLORS)], label=f"{'AB'[i] if i < 2 else chr(65 + i)}: {run.name}")
+            _annotate_loads(ax, x[ok], y[ok], num(p, "load")[ok])
+    if not ax.lines:
+        return None
+    ax.set_xlabel("output throughput (tokens/s)")
+    ax.set_ylabel("TTFT p99 (ms)")
+    ax.set_title("TTFT p99 vs throughput, all runs (labels: load)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fig_pareto(cfg: pd.DataFrame, x: str, y: str, dominated: str, xlabel: str, ylabel: str, title: str):
+    """Every (run, point) as a marker: the front filled and joined, dominated ones hollow."""
+    from profiler.report.plots import COLORS, _figure
+
+    if not len(cfg) or cfg[x].isna().all() or cfg[y].isna().all():
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, (run, grp) in enumerate(cfg.groupby("run", sort=False)):
+        c = COLORS[i % len(COLORS)]
+        front, dom = grp[~grp[dominated]], grp[grp[dominated]]
+        ax.scatter(front[x], front[y], color=c, s=50, label=f"{run} (front)", zorder=3)
+        ax.scatter(dom[x], dom[y], facecolors="none", edgecolors=c, s=50, label=f"{run} (dominated)", zorder=2)
+        for _, r in grp.iterrows():
+            if np.isfinite(r[x]) and np.isfinite(r[y]):
+                ax.annotate(f"{r['load']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = cfg[~cfg[dominated]].sort_values(x)
+    ax.plot(front[x], front[y], color="0.3", linewidth=1, linestyle="--", zorder=1, label="Pareto front")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def compare_figures(runs: list[Run], cfg: pd.DataFrame) -> dict:
+    figs = {"overlay_ttft_p99": fig_overlay(runs)}
+    if len(cfg):
+        cost_label = ("$ per 1M output tokens" if cfg["cost_axis"].iloc[0] == "usd_per_1m_output"
+                      else "GPU-seconds per 1M output tokens (no prices)")
+        figs["pareto_cost_ttft"] = fig_pareto(cfg, "cost", "ttft_p99_ms", "dominated_cost_ttft", cost_label,
+                                              "TTFT p99 (ms)", "Cost vs TTFT p99 (lower-left is better)")
+        figs["pareto_tput_e2e"] = fig_pareto(cfg, "tok_per_s_per_gpu", "e2e_p99_ms", "dominated_tput_e2e",
+                                             "output tokens/s per GPU", "E2E p99 (ms)",
+                                             "Throughput per GPU vs E2E p99 (lower-right is better)")
+    return figs
+
+
+# ---------------------------------------------------------------- compare.html
+
+def _fmt_value(metric: str, v: float) -> str:
+    if not np.isfinite(v):
+        return ""
+    return f"{v:,.1f}" if metric == "output_tok_per_s" else f"{v:.3g}"
+
+
+def render_compare(runs: list[Run], table: pd.DataFrame, cfg: pd.DataFrame, pngs: dict[str, bytes],
+                   opts: CompareOptions) -> str:
+    from profiler.report.html import NOT_MEASURED, esc, page, plots_section
+
+    names = "".join(f"<li><b>{'ABCDEFGH'[i] if i < 8 else i}</b>: {esc(r.name)} — {esc((r.manifest.get('endpoint') or {}).get('model', ''))}"
+                    f" {esc(_server_text(r.manifest))} <code>{esc(r.path)}</code></li>" for i, r in enumerate(runs))
+    sig = table[table["verdict"].isin(["B faster", "B slower"])]
+    if len(sig):
+        summary = "".join(f"<li><b>{esc(r['verdict'])}</b>: {esc(r['metric'])} at {esc(r['mode'])} {esc(f'{r.load:g}')} "
+                          f"({esc(r['run_b'])}): {esc(_fmt_value(r['metric'], r['a']))} → {esc(_fmt_value(r['metric'], r['b']))}</li>"
+                          for _, r in sig.iterrows())
+        summary = f"<ul>{summary}</ul>"
+    else:
+        summary = "<p>No significant difference on any compared metric.</p>"
+    head = "".join(f"<th>{esc(h)}</th>" for h in ("B", "mode", "load", "metric", "A", "B", "B − A",
+                                                    f"{opts.level:.0%} CI low", f"{opts.level:.0%} CI high", "verdict", "note"))
+    rows = []
+    for _, r in table.iterrows():
+        cls = {"B faster": " style=\"background:#dafbe1\"", "B slower": " style=\"background:#ffebe9\""}.get(r["verdict"], "")
+        cells = [esc(r["run_b"]), esc(r["mode"]), esc(f"{r['load']:g}"), esc(r["metric"]),
+                 esc(_fmt_value(r["metric"], r["a"])), esc(_fmt_value(r["metric"], r["b"])),
+                 esc(_fmt_value(r["metric"], r["diff"])), esc(_fmt_value(r["metric"], r["ci_lo"])),
+                 esc(_fmt_value(r["metric"], r["ci_hi"])), esc(r["verdict"]), esc(r["note"])]
+        rows.append(f"<tr{cls}>" + "".join(f'<td{" class=l" if j in (0, 9, 10) else ""}>{c}</td>'
+                                             for j, c in enumerate(cells)) + "</tr>")
+    method = (f"Bootstrap percentile {opts.level:.0%} intervals of B − A from the per-request samples "
+              f"({opts.resamples} resamples, seed {opts.seed}; requests resampled, ITL chunk gaps kept with their "
+              f"request). A verdict only where the interval excludes 0, the difference is at least "
+              f"{opts.min_effect:.0%} of A, and each run has enough samples for the percentile. Latencies in ms, "
+              "throughput in output tokens/s. The interval covers sampling noise within a run, not run-to-run "
+              "drift of the machine: repeat runs before trusting a small difference.")
+    front_rows = ""
+    if len(cfg):
+        fr = cfg[~cfg["dominated_cost_ttft"]]
+        front_rows = "".join(f"<li>{esc(r['run'])} at {esc(r['mode'])} {esc(f'{r.load:g}')}: "
+                             f"{esc(f'{r.cost:.4g}')} {esc(r['cost_axis'])}, TTFT p99 {esc(f'{r.ttft_p99_ms:.1f}')} ms</li>"
+                             for _, r in fr.iterrows())
+    captions = [("overlay_ttft_p99", "TTFT p99 vs throughput, all runs"),
+                ("pareto_cost_ttft", "Pareto: cost per 1M output tokens vs TTFT p99"),
+                ("pareto_tput_e2e", "Pareto: throughput per GPU vs E2E p99")]
+    body = (f"<h2>Runs</h2><ul>{names}</ul><h2>Significant differences</h2>{summary}"
+            f"<h2>Plots</h2>{plots_section(pngs, captions)}"
+            f"<h2>Cost/latency Pareto front</h2><ul>{front_rows or f'<li class=nm>{NOT_MEASURED}</li>'}</ul>"
+            f"<h2>Every matched point</h2><p class=sub>{esc(method)}</p>"
+            f"<div class=tw><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+    return page(f"inferprof compare — {runs[0].name} vs {', '.join(r.name for r in runs[1:])}",
+                f"{len(table)} comparisons, {len(sig)} significant", body)
+
+
+def _server_text(manifest: dict) -> str:
+    s = manifest.get("server") or {}
+    if not isinstance(s, dict):
+        return str(s)
+    return " ".join(str(x) for x in (s.get("kind", ""), s.get("preset", ""), " ".join(map(str, s.get("args") or []))) if x)
+
+
+def write_compare(runs: list[Run], table: pd.DataFrame, out_dir: str | Path, opts: CompareOptions) -> Path:
+    """out_dir/compare.html (self-contained), out_dir/plots/*.png, out_dir/compare.csv."""
+    from profiler.report.html import write_html
+    from profiler.report.plots import write_figures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = configurations(runs)
+    written = write_figures(compare_figures(runs, cfg), out / "plots")
+    pngs = {k: p.read_bytes() for k, p in written.items()}
+    table.to_csv(out / "compare.csv", index=False, float_format="%.6g")
+    if len(cfg):
+        cfg.to_csv(out / "pareto.csv", index=False, float_format="%.6g")
+    return write_html(out / "compare.html", render_compare(runs, table, cfg, pngs, opts))

@@ -1,0 +1,60 @@
+"""`inferprof compare` command line. Bad input: one line on stderr, exit 2 (raised as ValueError,
+which `profiler.cli.main` turns into that)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from profiler.report import stats as st
+from profiler.report.compare import DEFAULT_LEVEL, DEFAULT_METRICS, CompareError, CompareOptions
+
+COMPARE_TABLE = [
+    ("run_b", "B", "{}"), ("mode", "mode", "{}"), ("load", "load", "{:g}"), ("metric", "metric", "{}"),
+    ("a", "A", "{:.4g}"), ("b", "B value", "{:.4g}"), ("diff", "B−A", "{:+.3g}"),
+    ("ci_lo", "CI low", "{:+.3g}"), ("ci_hi", "CI high", "{:+.3g}"), ("verdict", "verdict", "{}"),
+    ("note", "note", "{}"),
+]
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `compare` subcommand to the main parser's subparsers."""
+    from profiler.tables import FORMATS
+
+    p = subparsers.add_parser("compare", help="compare the matching points of two or more runs (bootstrap CIs)",
+                              description="The first run is A; each other run is B. Points match by (mode, load).")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders: RUN_A RUN_B [RUN_C ...]")
+    p.add_argument("--out", default="", help="write compare.html, compare.csv, pareto.csv and plots/ here")
+    p.add_argument("--format", default="table", choices=FORMATS)
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="comma list, e.g. ttft_p50,ttft_p99,itl_p50,itl_p99,tpot_p50,e2e_p99,output_tok_per_s")
+    p.add_argument("--resamples", type=int, default=st.DEFAULT_RESAMPLES, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=st.DEFAULT_SEED, help="bootstrap seed (default 0)")
+    p.add_argument("--confidence", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
+    p.add_argument("--min-effect", type=float, default=st.DEFAULT_MIN_EFFECT,
+                   help="smallest |B−A| / |A| that gets a verdict (default 0.05; 0 = any significant difference)")
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+def cmd_compare(a) -> int:
+    from profiler.report.compare import compare_runs, load_runs, write_compare
+    from profiler.tables import print_table
+
+    if len(a.runs) < 2:
+        raise ValueError("compare needs at least two run folders: RUN_A RUN_B [RUN_C ...]")
+    metrics = tuple(m.strip() for m in a.metrics.split(",") if m.strip())
+    if not metrics:
+        raise ValueError("--metrics is empty")
+    try:
+        opts = CompareOptions(metrics=metrics, resamples=a.resamples, seed=a.seed, level=a.confidence,
+                              min_effect=a.min_effect)
+        runs = load_runs(a.runs)
+        table = compare_runs(runs, opts)
+    except CompareError as e:
+        raise ValueError(str(e)) from None
+    print_table(table, a.format, COMPARE_TABLE, title=f"inferprof compare (A = {runs[0].name})")
+    if a.out:
+        path = write_compare(runs, table, a.out, opts)
+        print(path, file=sys.stderr if a.format in ("json", "csv") else sys.stdout)
+    return 0

@@ -1,0 +1,81 @@
+"""Per-request samples and the bootstrap engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report_fixture import build_run
+
+from profiler import runfolder as rf
+from profiler.report import stats as st
+from profiler.report.samples import load_run, run_samples
+
+
+@pytest.mark.parametrize("stat", ["mean", "p50", "p90", "p99", "p999"])
+def test_weighted_stat_equals_numpy_on_the_expanded_sample(stat):
+    rng = np.random.default_rng(3)
+    v = np.sort(rng.lognormal(size=41))
+    counts = st.resample_counts(41, 64, rng)
+    got = st.weighted_stat(v, counts, stat)
+    q = {"p50": 50, "p90": 90, "p99": 99, "p999": 99.9}
+    want = [np.mean(np.repeat(v, c)) if stat == "mean" else np.percentile(np.repeat(v, c), q[stat]) for c in counts]
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_resample_counts_sum_to_n():
+    c = st.resample_counts(17, 100, np.random.default_rng(0))
+    assert c.shape == (100, 17) and (c.sum(axis=1) == 17).all()
+
+
+def test_samples_reproduce_points_csv(tmp_path):
+    run = load_run(build_run(tmp_path))
+    samples = run_samples(run)
+    for _, row in run.points.iterrows():
+        s = samples[int(row["point"])]
+        for base in ("ttft", "tpot", "e2e", "itl_token"):
+            v = s.per_request[base]
+            assert np.percentile(v[~np.isnan(v)], 99) * 1e3 == pytest.approx(row[f"{base}_p99_ms"], rel=1e-5)
+        assert np.percentile(s.itl_values, 50) * 1e3 == pytest.approx(row["itl_p50_ms"], rel=1e-5)
+        assert s.itl_groups == row["ok"]
+
+
+def test_bootstrap_is_seeded_and_centred(tmp_path):
+    run = load_run(build_run(tmp_path, loads=(2,)))
+    s = run_samples(run)[0]
+    a = st.bootstrap_metric(s, "ttft_p50", 500, np.random.default_rng(7))
+    b = st.bootstrap_metric(s, "ttft_p50", 500, np.random.default_rng(7))
+    assert np.array_equal(a.replicates, b.replicates)
+    assert a.value == pytest.approx(run.points["ttft_p50_ms"].iloc[0], rel=1e-5)
+    assert np.quantile(a.replicates, 0.025) < a.value < np.quantile(a.replicates, 0.975)
+    thr = st.bootstrap_metric(s, "output_tok_per_s", 500, np.random.default_rng(7), value=123.0)
+    assert thr.value == 123.0 and np.median(thr.replicates) == pytest.approx(123.0, rel=0.05)
+
+
+def test_verdict_only_when_interval_excludes_zero():
+    assert st.verdict(0.1, 0.5, lower_better=True) == "B slower"
+    assert st.verdict(-0.5, -0.1, lower_better=True) == "B faster"
+    assert st.verdict(-0.5, -0.1, lower_better=False) == "B slower"
+    assert st.verdict(-0.1, 0.1, lower_better=True) == st.NO_DIFFERENCE
+    assert st.verdict(float("nan"), 0.1, lower_better=True) == st.NOT_MEASURED
+
+
+def test_tail_rule_and_min_effect():
+    assert st.tail_samples_needed("ttft_p50") == 1
+    assert st.tail_samples_needed("ttft_p99") == 500
+    reps = np.full(100, 1.0)
+    a = st.Estimate(10.0, reps * 10.0, 1000)
+    b = st.Estimate(10.2, reps * 10.2, 1000)
+    d = st.difference(a, b, 0.95, True, 1, min_effect=0.05)
+    assert d.verdict == st.NO_DIFFERENCE and "5%" in d.note
+    assert st.difference(a, b, 0.95, True, 1, min_effect=0.0).verdict == "B slower"
+    assert st.difference(a, b, 0.95, True, 2000, min_effect=0.0).verdict == st.NO_DIFFERENCE
+
+
+def test_missing_chunks_gives_not_measured_itl(tmp_path):
+    run_dir = build_run(tmp_path, loads=(1,))
+    (run_dir / rf.CHUNKS).unlink()
+    s = run_samples(load_run(run_dir))[0]
+    e = st.bootstrap_metric(s, "itl_p50", 200, np.random.default_rng(0))
+    assert np.isnan(e.value)
+    assert isinstance(run_samples(load_run(run_dir)), dict) and len(pd.read_csv(run_dir / rf.POINTS_CSV)) == 1
