@@ -12,6 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from profiler.cost.cli import add_pricing_args, pricing_from_args
+from profiler.cost.cli import register as register_cost
 from profiler.spec import SweepSpec, parse_duration, parse_number_list, parse_slos
 from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
@@ -37,7 +39,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", help="closed loop: requests in flight per point, e.g. 1,2,4,8")
     load.add_argument("--rate", help="open loop: request rates per point (req/s), e.g. 0.5,1,2")
-    p.add_argument("--requests", type=int, default=None, help="requests per point (default 100)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="requests per point (default: 8 x concurrency, at least 32; open loop: 20 s of arrivals)")
     p.add_argument("--duration", help="seconds per point instead of a request count, e.g. 60s")
     p.add_argument("--input-tokens", default="128", help="prompt length: N | uniform:A,B | normal:MEAN,STD | lognormal:MEDIAN,SIGMA")
     p.add_argument("--output-tokens", default="128", help="max_tokens (with ignore_eos), same forms as --input-tokens")
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sweep = sub.add_parser("sweep", help="run a load sweep against an endpoint (default: the embedded mock)")
     _sweep_args(sweep)
+    add_pricing_args(sweep)
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -77,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="table", choices=FORMATS)
     report.add_argument("--html", action="store_true", help="also write report.html and plots")
     report.add_argument("--all-columns", action="store_true", help="print every points.csv column")
+    register_cost(sub)
     return parser
 
 
@@ -84,7 +89,7 @@ def _spec_from_args(a) -> SweepSpec:
     if a.rate:
         mode, loads = "rate", parse_number_list(a.rate, "--rate", integer=False)
     else:
-        mode, loads = "concurrency", parse_number_list(a.concurrency or "1,2,4,8", "--concurrency", integer=True)
+        mode, loads = "concurrency", parse_number_list(a.concurrency or "1,4,16,64", "--concurrency", integer=True)
     if a.requests is not None and a.requests <= 0:
         raise ValueError("--requests must be positive")
     duration = parse_duration(a.duration) if a.duration else None
@@ -96,7 +101,7 @@ def _spec_from_args(a) -> SweepSpec:
 
     parse_length(a.input_tokens)
     parse_length(a.output_tokens)
-    return SweepSpec(mode=mode, loads=loads, requests=None if duration and a.requests is None else (a.requests or 100),
+    return SweepSpec(mode=mode, loads=loads, requests=a.requests,
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
@@ -116,6 +121,7 @@ def cmd_sweep(a) -> int:
     if a.tokenizer and not Path(a.tokenizer).exists():
         raise ValueError(f"--tokenizer {a.tokenizer}: no such file or directory")
     console = Console(stderr=True, soft_wrap=True)
+    wide = None if sys.stdout.isatty() else 220  # a piped summary is read in an editor: don't squash it
     mock = None
     try:
         url = a.url
@@ -134,7 +140,17 @@ def cmd_sweep(a) -> int:
 
             triton.resolve(target, a.protocol)
         telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
-        run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry)
+        pricing_from_args(a)  # bad price flags fail before the sweep, not after it
+
+        def pricing(gpus: list[dict]) -> dict:
+            detected = next((g.get("name") for g in gpus if g.get("name")), None)
+            p = pricing_from_args(a, detected_gpu=detected)
+            if p.notice:
+                console.print(f"[yellow]note:[/] {p.notice}")
+            return p.to_dict()
+
+        run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
+                                    pricing=pricing)
         if not a.no_report:
             rep = _maybe("profiler.report")
             if rep is not None:
@@ -151,7 +167,7 @@ def cmd_sweep(a) -> int:
         print(json.dumps({"run_dir": str(run_dir), "points": to_records(points)}, default=str))
     else:
         print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
-                    console=Console() if a.format == "table" else None)
+                    console=Console(width=wide) if a.format == "table" else None)
         print(run_dir)
     return 0
 
@@ -193,7 +209,8 @@ def cmd_report(a) -> int:
         raise ValueError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
     points = summarize_run(run_dir)
     cols = None if a.all_columns else SUMMARY
-    print_table(points, a.format, cols, title=f"inferprof {run_dir.name}")
+    print_table(points, a.format, cols, title=f"inferprof {run_dir.name}",
+                console=Console(width=None if sys.stdout.isatty() else 220))
     if a.html:
         rep = _maybe("profiler.report")
         if rep is None:

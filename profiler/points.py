@@ -58,4 +58,4 @@ def _with_cost(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:
         from profiler.cost.pricing import Pricing
     except ImportError:
         return points
-    return add_cost_columns(points, Pricing(**pricing), gpus=manifest.get("gpu_count") or 1)
+    return add_cost_columns(points, Pricing.from_dict(pricing), gpus=None)

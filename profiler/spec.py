@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -70,7 +71,7 @@ class SweepSpec:
 
     mode: str  # "concurrency" | "rate"
     loads: list  # concurrencies or request rates (req/s)
-    requests: int | None = 100  # per point; None with a duration
+    requests: int | None = None  # per point; None = auto (see requests_for), or with a duration
     duration_s: float | None = None  # per point; None with a request count
     input_tokens: str = "128"  # a workloads.lengths spec
     output_tokens: str = "128"
@@ -81,6 +82,14 @@ class SweepSpec:
     workers: int = 0  # 0 = sized to the machine
     request_timeout_s: float = 600.0
     slos: dict[str, float] = field(default_factory=dict)
+
+    def requests_for(self, load: float) -> int:
+        """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""
+        if self.requests:
+            return self.requests
+        if self.mode == "concurrency":
+            return max(32, 8 * int(load))
+        return max(32, int(math.ceil(20 * load)))  # about 20 s of arrivals
 
     def to_dict(self) -> dict:
         return asdict(self)

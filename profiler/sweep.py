@@ -140,10 +140,12 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
-              command: list[str] | None = None, telemetry=None, on_point=None) -> tuple[Path, pd.DataFrame]:
+              command: list[str] | None = None, telemetry=None, on_point=None,
+              pricing=None) -> tuple[Path, pd.DataFrame]:
     """Measure every point of `spec` against `target`; returns (run folder, points table)."""
     notices: list[str] = []
-    n_req = spec.requests if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
+    n_req = (max(spec.requests_for(load) for load in spec.loads) if spec.duration_s is None
+             else max(spec.requests or 0, DURATION_POOL))
     requests = build_workload(spec, target, n_req, notices)
     codec = make_codec(target)
     payloads = [codec.request_bytes(r) for r in requests]
@@ -169,12 +171,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         if telemetry is not None:
             telemetry.start()
             manifest["gpus"] = telemetry.gpu_info()
-            rf.write_json(run_dir / rf.MANIFEST, manifest)
+        if pricing is not None:  # priced now so points.csv carries cost columns as the sweep goes
+            manifest["pricing"] = pricing(manifest.get("gpus") or [])
+        rf.write_json(run_dir / rf.MANIFEST, manifest)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
             for i, load in enumerate(spec.loads):
                 label = f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
-                total = spec.requests if spec.duration_s is None else None
+                total = spec.requests_for(load) if spec.duration_s is None else None
                 task = progress.add_task(label, total=total)
                 if telemetry is not None:
                     telemetry.sample_now()  # a reading just before the point, for counters
@@ -225,6 +229,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
 
 def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, requests, payloads, point: int,
                load, max_workers: int, on_progress=None):
+    if spec.duration_s is None:
+        requests = requests[: spec.requests_for(load)]
     n = len(requests)
     k = max(1, min(max_workers, spec.workers or default_workers(spec.mode, load)))
     start_ns = time.perf_counter_ns() + START_MARGIN_NS

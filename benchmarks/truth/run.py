@@ -1,0 +1,172 @@
+"""Timing truth: inferprof's measured TTFT/ITL against the server's own logged send times.
+
+The mock server runs in exact-schedule mode (`--ttft-ms/--itl-ms`), pinned to core 0, logging
+the real send time (perf_counter_ns right after the socket write) of every chunk. inferprof runs
+against it pinned to core 1 (one client core; `--workers 2` lets it use both). Both clocks are the
+host's CLOCK_MONOTONIC, so measured − true is a plain subtraction:
+
+- TTFT error = client's first content arrival − server's send time of chunk 0 (what a perfect
+  client on this host would have seen; includes the loopback hop, a few µs);
+- ITL error = client's gap between consecutive chunks − the server's gap between their sends;
+- chunk delay = client arrival − server send, for every chunk.
+
+Usage (run by hand; figures go in notes, never in tests):
+    python benchmarks/truth/run.py                 # all scenarios
+    python benchmarks/truth/run.py --only a,b --telemetry on,off
+    python benchmarks/truth/run.py --only c256 --workers 1,2
+Writes a Markdown and a JSON table to --out (default results/truth-<time>/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from profiler.tables import print_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name: (concurrency, ttft_ms, itl_ms, requests) -- all chat, 32 prompt tokens, 128 output tokens
+SCENARIOS = {
+    "a": (1, 50.0, 10.0, 30),
+    "b": (256, 50.0, 10.0, 1000),
+    "c64": (64, 5.0, 1.0, 1500),
+    "c256": (256, 5.0, 1.0, 2000),
+    "d": (512, 0.0, 0.0, 2000),
+}
+
+
+def start_server(ttft: float, itl: float, core: str) -> tuple[subprocess.Popen, str]:
+    cmd = ["taskset", "-c", core, sys.executable, "-m", "backends.mock", "--port", "0", "--ttft-ms", str(ttft),
+           "--itl-ms", str(itl), "--record-chunks"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            start_new_session=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("LISTENING"):
+        proc.kill()
+        raise RuntimeError(f"mock did not start: {line!r}")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, f"http://127.0.0.1:{line.split()[1]}"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool, core: str, out: Path) -> tuple[Path, float, float]:
+    cmd = ["taskset", "-c", core, sys.executable, "-m", "profiler.cli", "sweep", "--url", url,
+           "--concurrency", str(conc), "--requests", str(requests), "--input-tokens", "32",
+           "--output-tokens", "128", "--workers", str(workers), "--no-report", "--json", "--out", str(out),
+           "--warmup", "0"]
+    if not telemetry:
+        cmd.append("--no-telemetry")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "client failed")
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return Path(json.loads(r.stdout)["run_dir"]), cpu, wall
+
+
+def compare(run_dir: Path, log: pd.DataFrame) -> dict:
+    req = pd.read_parquet(run_dir / "requests.parquet")
+    chunks = pd.read_parquet(run_dir / "chunks.parquet")
+    facts = [json.loads(x) for x in (run_dir / "points.jsonl").read_text().splitlines()]
+    points = pd.read_csv(run_dir / "points.csv")
+    sent = log[log["chunk"] >= 0].sort_values(["id", "chunk"])
+    true_by_id = {k: g["send_ns"].to_numpy() for k, g in sent.groupby("id")}
+    ttft_err, itl_err, delay = [], [], []
+    for rid, resp_id, send_ns in zip(req["request"], req["response_id"], req["send_ns"], strict=True):
+        true = true_by_id.get(resp_id)
+        mine = chunks.loc[chunks["request"] == rid, "t_ns"].to_numpy()
+        if true is None or len(mine) == 0:
+            continue
+        n = min(len(true), len(mine))
+        ttft_err.append((mine[0] - true[0]) / 1e6)
+        delay.extend(((mine[:n] - true[:n]) / 1e6).tolist())
+        if n > 1:
+            itl_err.extend(((np.diff(mine[:n]) - np.diff(true[:n])) / 1e6).tolist())
+    ttft_err, itl_err, delay = map(np.asarray, (ttft_err, itl_err, delay))
+    span = (req["end_ns"].max() - req["send_ns"].min()) / 1e9
+    f = facts[0]["client"]
+    p = points.iloc[0]
+    return {
+        "requests_matched": len(ttft_err), "chunks": len(chunks),
+        "ttft_err_mean_ms": ttft_err.mean(), "ttft_err_p50_ms": np.percentile(ttft_err, 50),
+        "ttft_err_p99_ms": np.percentile(ttft_err, 99),
+        "itl_err_mean_ms": itl_err.mean() if itl_err.size else np.nan,
+        "itl_err_p50_ms": np.percentile(itl_err, 50) if itl_err.size else np.nan,
+        "itl_abs_err_p99_ms": np.percentile(np.abs(itl_err), 99) if itl_err.size else np.nan,
+        "chunk_delay_p99_ms": np.percentile(delay, 99),
+        "chunks_per_s": len(chunks) / span, "req_per_s": len(req) / span,
+        "ttft_p50_ms": p["ttft_p50_ms"], "itl_p50_ms": p["itl_p50_ms"],
+        "worker_cpu": f["cpu_frac_total"], "lag_p99_ms": f["lag_p99_ms"],
+        "trusted": bool(p["trusted"]), "trust_reason": "" if pd.isna(p["trust_reason"]) else p["trust_reason"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(SCENARIOS), help="scenarios: " + ",".join(SCENARIOS))
+    ap.add_argument("--workers", default="1", help="client worker processes to try, e.g. 1,2")
+    ap.add_argument("--telemetry", default="off", help="on,off: sample the server's /metrics during the point")
+    ap.add_argument("--requests-scale", type=float, default=1.0, help="scale the request counts (quick runs)")
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+    out = Path(a.out or ROOT / "results" / time.strftime("truth-%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in a.only.split(","):
+        conc, ttft, itl, n = SCENARIOS[name]
+        n = max(conc, int(n * a.requests_scale))
+        for workers in (int(w) for w in a.workers.split(",")):
+            for tel in a.telemetry.split(","):
+                proc, url = start_server(ttft, itl, "0")
+                try:
+                    core = "1" if workers == 1 else "0,1"
+                    run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs")
+                    with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
+                        log = pd.read_csv(io.BytesIO(r.read()))
+                finally:
+                    stop_server(proc)
+                row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
+                       "workers": workers, "telemetry": tel, **compare(run_dir, log),
+                       "client_process_cpu_s": cpu, "client_wall_s": wall}
+                rows.append(row)
+                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    df = pd.DataFrame(rows)
+    (out / "truth.json").write_text(df.to_json(orient="records", indent=2))
+    cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "workers", "telemetry", "ttft_err_mean_ms",
+            "ttft_err_p50_ms", "ttft_err_p99_ms", "itl_err_mean_ms", "itl_abs_err_p99_ms", "chunk_delay_p99_ms",
+            "chunks_per_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
+    buf = io.StringIO()
+    print_table(df, "markdown", [(c, c, "{:.3g}" if df[c].dtype.kind == "f" else "{}") for c in cols], file=buf)
+    (out / "truth.md").write_text(buf.getvalue())
+    print(buf.getvalue())
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
