@@ -284,9 +284,10 @@ def render_compare(runs: list[Run], table: pd.DataFrame, cfg: pd.DataFrame, pngs
     front_rows = ""
     if len(cfg):
         fr = cfg[~cfg["dominated_cost_ttft"]]
+        unit = {"usd_per_1m_output": "$ per 1M output tokens", "gpu_s_per_1m_output": "GPU-s per 1M output tokens"}
         front_rows = "".join(f"<li>{esc(r['run'])} at {esc(r['mode'])} {esc(f'{r.load:g}')}: "
-                             f"{esc(f'{r.cost:.4g}')} {esc(r['cost_axis'])}, TTFT p99 {esc(f'{r.ttft_p99_ms:.1f}')} ms</li>"
-                             for _, r in fr.iterrows())
+                             f"{esc(f'{r.cost:.4g}')} {esc(unit.get(r['cost_axis'], r['cost_axis']))}, "
+                             f"TTFT p99 {esc(f'{r.ttft_p99_ms:.1f}')} ms</li>" for _, r in fr.iterrows())
     captions = [("overlay_ttft_p99", "TTFT p99 vs throughput, all runs"),
                 ("pareto_cost_ttft", "Pareto: cost per 1M output tokens vs TTFT p99"),
                 ("pareto_tput_e2e", "Pareto: throughput per GPU vs E2E p99")]

@@ -34,7 +34,8 @@ th,td{border:1px solid #d0d7de;padding:4px 6px;text-align:right;white-space:nowr
 th{background:#f6f8fa;white-space:normal;vertical-align:bottom}td.l,th.l{text-align:left;white-space:normal}
 tr.untrusted td{background:#fff8c5}
 .plots{display:flex;flex-wrap:wrap;gap:14px}
-figure{margin:0;flex:1 1 520px}figure.wide{flex-basis:100%}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
+figure{margin:0;flex:1 1 520px;max-width:calc(50% - 7px)}figure.wide{flex-basis:100%;max-width:100%}
+@media (max-width:900px){figure{max-width:100%}}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{font-size:13px;color:#57606a}
 .nm{color:#8c959f;font-style:italic}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;font-size:13px}dt{font-weight:600}dd{margin:0}
