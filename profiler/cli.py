@@ -14,6 +14,7 @@ from rich.console import Console
 
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
+from profiler.report.cli import register as register_compare
 from profiler.spec import SweepSpec, parse_duration, parse_number_list, parse_slos
 from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", action="store_true", help="also write report.html and plots")
     report.add_argument("--all-columns", action="store_true", help="print every points.csv column")
     register_cost(sub)
+    register_compare(sub)
     return parser
 
 
@@ -127,7 +129,12 @@ def cmd_sweep(a) -> int:
         url = a.url
         extra = {}
         if not url:
-            mock = MockServer(["--preset", a.preset, *a.mock_arg]).start()
+            from backends.mock.perfmodel import PRESETS
+
+            if a.preset not in PRESETS:
+                raise ValueError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
+            # serve under the name of the model the preset imitates, so hosted prices compare
+            mock = MockServer(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")
