@@ -145,7 +145,10 @@ class GRPCStreamConnection:
 
         if self.client is not None:
             return
-        client = grpcclient.InferenceServerClient(self.codec.target)
+        try:
+            client = grpcclient.InferenceServerClient(self.codec.target)
+        except InferenceServerException as e:
+            raise ConnectionError(short_error(e.message())) from None
         try:
             # Connect now (channels connect lazily) so the first request does not pay for it.
             client.is_server_live(client_timeout=self.connect_timeout)

@@ -196,6 +196,25 @@ def test_grpc_stream_reused_across_requests(triton_server):
     assert len({r.response_id for r in results}) == 4
 
 
+def test_grpc_read_timeout_then_fresh_stream(triton_server):
+    """No response within the read timeout (TTFT is 20 ms) is a timeout; the connection then
+    opens a new stream, so the late responses cannot leak into the next request."""
+    url = triton_server.grpc_url
+    codec = make_codec(parse_url(url), resolve(Target(url=url, model="fake_llm", backend="triton"), "grpc"))
+    conn = codec.connection(0.002)
+    try:
+        raw = RawStream()
+        conn.stream(codec.request_bytes(RequestSpec(0, "a", 1, 8, False)), raw, time.perf_counter_ns() + 10**10)
+        assert raw.error == "timeout" and "no response" in raw.error_detail
+        conn.read_timeout = 30.0
+        raw = RawStream()
+        conn.stream(codec.request_bytes(RequestSpec(0, "a", 1, 3, False)), raw, time.perf_counter_ns() + 6 * 10**10)
+        p = codec.parse(raw)
+        assert not p.error and len(p.content_ns) == 3 and p.usage_completion_tokens == 3
+    finally:
+        conn.close()
+
+
 def test_mock_generate_stream(mock_server, tmp_path):
     """The project's mock speaks generate_stream too (vLLM-backend style, counts on request)."""
     mock = mock_server()
