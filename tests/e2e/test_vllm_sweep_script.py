@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, VLLM_SWEEP, child_env, free_port, http_get
+from vllm_helpers import REPO, VLLM_SWEEP, child_env, free_port, http_get
 
 FAKE_VLLM = """#!/usr/bin/env bash
 # fake vllm: `vllm --version` | `vllm serve MODEL --host H --port P --served-model-name N [ignored...]`
