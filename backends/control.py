@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ def _open(req: urllib.request.Request, timeout: float) -> tuple[int, bytes, str]
             return r.status, r.read(), r.headers.get("Content-Type", "")
     except urllib.error.HTTPError as e:
         return e.code, e.read() or b"", e.headers.get("Content-Type", "") if e.headers else ""
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
         raise ControlError(f"cannot reach {req.full_url}: {reason}") from None
 
