@@ -53,6 +53,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="load generator processes (default: sized to the machine)")
     p.add_argument("--request-timeout", default="600s", help="per-request deadline")
+    p.add_argument("--transport", default="epoll", choices=["epoll", "threads"],
+                   help="load generator: one epoll loop per worker (default) or one thread per stream")
     p.add_argument("--api-key-env", default="", help="name of an environment variable holding the API key (never stored)")
     p.add_argument("--out", default="results", help="parent folder of the run folder (default results/)")
     p.add_argument("--json", action="store_true", help="print a JSON object with run_dir and the per-point summary")
@@ -107,7 +109,7 @@ def _spec_from_args(a) -> SweepSpec:
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
-                     slos=parse_slos(a.slo))
+                     slos=parse_slos(a.slo), transport=a.transport)
 
 
 def cmd_sweep(a) -> int:

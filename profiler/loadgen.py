@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
+from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection, Endpoint
 from backends.records import ERR_CANCELLED, ERR_TIMEOUT, RawStream, RequestRecord
 from workloads.requests import RequestSpec
@@ -53,6 +54,7 @@ class PointJob:
     request_timeout_s: float = 600.0
     drain_s: float = 30.0  # duration mode: how long in-flight requests may finish after stop_ns
     tokenizer_path: str = ""
+    transport: str = "epoll"  # "epoll" (one loop per worker) | "threads" (one thread per stream)
 
 
 @dataclass
@@ -104,10 +106,10 @@ def run_job(job: PointJob) -> WorkerResult:
     cpu0 = time.process_time()
     wall0 = time.perf_counter_ns()
     probe.start()
-    if job.arrivals_ns is None:
-        nthreads = _run_closed(job, raws)
+    if job.transport == "threads" or hasattr(job.codec, "connection"):
+        nthreads = _run_closed(job, raws) if job.arrivals_ns is None else _run_open(job, raws)
     else:
-        nthreads = _run_open(job, raws)
+        nthreads = _run_mux(job, raws)
     stop_probe.set()
     probe.join(1.0)
     cpu = time.process_time() - cpu0
@@ -128,6 +130,90 @@ def _deadline(job: PointJob, send_ns: int) -> int:
     if job.stop_ns:
         d = min(d, job.stop_ns + int(job.drain_s * 1e9))
     return d
+
+
+class _ClosedFeed(Feed):
+    """Exactly `streams` requests in flight: the next one is offered when one finishes."""
+
+    def __init__(self, job: PointJob):
+        self.job = job
+        self.i = 0
+        self.free = job.streams
+        self.n = len(job.requests)
+
+    def _more(self, now: int) -> bool:
+        if self.job.stop_ns and now >= self.job.stop_ns:
+            return False
+        return self.job.cycle or self.i < self.n
+
+    def due(self, now: int) -> list[Item]:
+        if now < self.job.start_ns:
+            return []
+        out = []
+        while self.free > 0 and self._more(now):
+            k = self.i % self.n
+            rid = self.job.requests[k].index + (self.i // self.n) * self.job.total_specs
+            out.append(Item(rid, 0, self.job.payloads[k], _deadline(self.job, now)))
+            self.i += 1
+            self.free -= 1
+        return out
+
+    def next_ns(self) -> int | None:
+        return self.job.start_ns if self.i == 0 else None
+
+    def finished(self, item: Item) -> None:
+        self.free += 1
+
+    def exhausted(self) -> bool:
+        return not self._more(time.perf_counter_ns())
+
+
+class _OpenFeed(Feed):
+    """Requests offered at their scheduled arrival times."""
+
+    def __init__(self, job: PointJob):
+        self.job = job
+        self.i = 0
+        self.arr = job.arrivals_ns or []
+
+    def due(self, now: int) -> list[Item]:
+        out = []
+        job = self.job
+        while self.i < len(self.arr) and self.arr[self.i] <= now:
+            sched = self.arr[self.i]
+            if job.stop_ns and sched >= job.stop_ns:
+                self.i = len(self.arr)
+                break
+            out.append(Item(job.requests[self.i].index, sched, job.payloads[self.i], _deadline(job, sched)))
+            self.i += 1
+        return out
+
+    def next_ns(self) -> int | None:
+        return self.arr[self.i] if self.i < len(self.arr) else None
+
+    def exhausted(self) -> bool:
+        return self.i >= len(self.arr)
+
+
+def _run_mux(job: PointJob, raws: list) -> int:
+    """Both loops on one epoll thread (backends/http_mux.py)."""
+    closed = job.arrivals_ns is None
+    feed = _ClosedFeed(job) if closed else _OpenFeed(job)
+    if closed and (not job.requests or job.streams <= 0):
+        return 0
+
+    def done(item: Item, raw: RawStream) -> None:
+        raws.append((item.rid, item.sched_ns or raw.send_ns, raw))
+        feed.finished(item)
+
+    max_conns = job.streams if closed else job.max_in_flight
+    mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
+    try:
+        mux.open_conns(job.streams if closed else min(8, max_conns))
+        mux.run(feed)
+    finally:
+        mux.close()
+    return 1
 
 
 def _run_closed(job: PointJob, raws: list) -> int:

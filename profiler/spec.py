@@ -82,6 +82,7 @@ class SweepSpec:
     workers: int = 0  # 0 = sized to the machine
     request_timeout_s: float = 600.0
     slos: dict[str, float] = field(default_factory=dict)
+    transport: str = "epoll"  # load generator: "epoll" or "threads" (see backends/http_mux.py)
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -238,7 +238,7 @@ def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, request
     cycle = spec.duration_s is not None
     common = dict(point=point, endpoint=codec.endpoint, codec=codec, total_specs=n, start_ns=start_ns,
                   stop_ns=stop_ns, cycle=cycle, request_timeout_s=spec.request_timeout_s,
-                  tokenizer_path=target.tokenizer)
+                  tokenizer_path=target.tokenizer, transport=spec.transport)
     jobs: list[PointJob] = []
     index_of = {r.index: j for j, r in enumerate(requests)}
     if spec.mode == "concurrency":

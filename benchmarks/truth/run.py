@@ -71,8 +71,9 @@ def stop_server(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool, core: str, out: Path) -> tuple[Path, float, float]:
-    cmd = ["taskset", "-c", core, sys.executable, "-m", "profiler.cli", "sweep", "--url", url,
+def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool, core: str, out: Path,
+               transport: str) -> tuple[Path, float, float]:
+    cmd = ["taskset", "-c", core, sys.executable, "-m", "profiler.cli", "sweep", "--url", url, "--transport", transport,
            "--concurrency", str(conc), "--requests", str(requests), "--input-tokens", "32",
            "--output-tokens", "128", "--workers", str(workers), "--no-report", "--json", "--out", str(out),
            "--warmup", "0"]
@@ -97,10 +98,11 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
     sent = log[log["chunk"] >= 0].sort_values(["id", "chunk"])
     true_by_id = {k: g["send_ns"].to_numpy() for k, g in sent.groupby("id")}
     ttft_err, itl_err, delay = [], [], []
-    for rid, resp_id, send_ns in zip(req["request"], req["response_id"], req["send_ns"], strict=True):
+    mine_by_rid = {k: np.sort(g["t_ns"].to_numpy()) for k, g in chunks.groupby("request")}
+    for rid, resp_id in zip(req["request"], req["response_id"], strict=True):
         true = true_by_id.get(resp_id)
-        mine = chunks.loc[chunks["request"] == rid, "t_ns"].to_numpy()
-        if true is None or len(mine) == 0:
+        mine = mine_by_rid.get(rid)
+        if true is None or mine is None:
             continue
         n = min(len(true), len(mine))
         ttft_err.append((mine[0] - true[0]) / 1e6)
@@ -131,6 +133,7 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SCENARIOS), help="scenarios: " + ",".join(SCENARIOS))
     ap.add_argument("--workers", default="1", help="client worker processes to try, e.g. 1,2")
     ap.add_argument("--telemetry", default="off", help="on,off: sample the server's /metrics during the point")
+    ap.add_argument("--transport", default="epoll", help="epoll,threads: the load generator's transport(s)")
     ap.add_argument("--requests-scale", type=float, default=1.0, help="scale the request counts (quick runs)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
@@ -140,24 +143,25 @@ def main() -> int:
     for name in a.only.split(","):
         conc, ttft, itl, n = SCENARIOS[name]
         n = max(conc, int(n * a.requests_scale))
-        for workers in (int(w) for w in a.workers.split(",")):
-            for tel in a.telemetry.split(","):
-                proc, url = start_server(ttft, itl, "0")
-                try:
-                    core = "1" if workers == 1 else "0,1"
-                    run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs")
-                    with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
-                        log = pd.read_csv(io.BytesIO(r.read()))
-                finally:
-                    stop_server(proc)
-                row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
-                       "workers": workers, "telemetry": tel, **compare(run_dir, log),
-                       "client_process_cpu_s": cpu, "client_wall_s": wall}
-                rows.append(row)
-                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        combos = [(w, t, tr) for w in a.workers.split(",") for t in a.telemetry.split(",")
+                  for tr in a.transport.split(",")]
+        for workers, tel, transport in ((int(w), t, tr) for w, t, tr in combos):
+            proc, url = start_server(ttft, itl, "0")
+            try:
+                core = "1" if workers == 1 else "0,1"
+                run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs", transport)
+                with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
+                    log = pd.read_csv(io.BytesIO(r.read()))
+            finally:
+                stop_server(proc)
+            row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
+                   "workers": workers, "telemetry": tel, "transport": transport, **compare(run_dir, log),
+                   "client_process_cpu_s": cpu, "client_wall_s": wall}
+            rows.append(row)
+            print(json.dumps({k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in row.items()}, default=str), flush=True)
     df = pd.DataFrame(rows)
     (out / "truth.json").write_text(df.to_json(orient="records", indent=2))
-    cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "workers", "telemetry", "ttft_err_mean_ms",
+    cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "workers", "telemetry", "ttft_err_mean_ms",
             "ttft_err_p50_ms", "ttft_err_p99_ms", "itl_err_mean_ms", "itl_abs_err_p99_ms", "chunk_delay_p99_ms",
             "chunks_per_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
     buf = io.StringIO()
