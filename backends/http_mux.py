@@ -85,6 +85,9 @@ class Mux:
         self.idle: list[_Conn] = []
         self.ready: deque[Item] = deque()
         self.in_flight = 0
+        # Time (µs) each loop iteration spent handling ready sockets: the most a timestamp taken
+        # in that iteration can be late because of the client itself.
+        self.busy_us: list[int] = []
         info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
 
@@ -208,7 +211,9 @@ class Mux:
             nxt = feed.next_ns()
             wait_ns = min(next_check - now, (nxt - now) if nxt is not None else _CHECK_NS)
             timeout = max(0.0, wait_ns / 1e9)
-            for fd, _ev in poll(timeout):
+            events = poll(timeout)
+            t_events = perf()
+            for fd, _ev in events:
                 c = conns.get(fd)
                 if c is None:
                     continue
@@ -288,6 +293,8 @@ class Mux:
                     if not data:
                         self._close(c)
             now = perf()
+            if events:
+                self.busy_us.append((now - t_events) // 1000)
             if now >= next_check:
                 next_check = now + _CHECK_NS
                 self._check_deadlines(now)

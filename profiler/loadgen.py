@@ -101,17 +101,17 @@ def run_job(job: PointJob) -> WorkerResult:
     """Run one worker's share of a point, then parse what was recorded."""
     raws: list[tuple[int, int, RawStream]] = []  # (request id, scheduled_ns, raw)
     lag: list[int] = []
-    stop_probe = threading.Event()
-    probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, raws), daemon=True)
     cpu0 = time.process_time()
     wall0 = time.perf_counter_ns()
-    probe.start()
     if job.transport == "threads" or hasattr(job.codec, "connection"):
+        stop_probe = threading.Event()
+        probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, raws), daemon=True)
+        probe.start()
         nthreads = _run_closed(job, raws) if job.arrivals_ns is None else _run_open(job, raws)
+        stop_probe.set()
+        probe.join(1.0)
     else:
-        nthreads = _run_mux(job, raws)
-    stop_probe.set()
-    probe.join(1.0)
+        nthreads = _run_mux(job, raws, lag)
     cpu = time.process_time() - cpu0
     wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
     result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads)
@@ -195,8 +195,9 @@ class _OpenFeed(Feed):
         return self.i >= len(self.arr)
 
 
-def _run_mux(job: PointJob, raws: list) -> int:
-    """Both loops on one epoll thread (backends/http_mux.py)."""
+def _run_mux(job: PointJob, raws: list, lag: list[int]) -> int:
+    """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
+    time per iteration (µs): how late a timestamp taken in that iteration can be."""
     closed = job.arrivals_ns is None
     feed = _ClosedFeed(job) if closed else _OpenFeed(job)
     if closed and (not job.requests or job.streams <= 0):
@@ -205,6 +206,8 @@ def _run_mux(job: PointJob, raws: list) -> int:
     def done(item: Item, raw: RawStream) -> None:
         raws.append((item.rid, item.sched_ns or raw.send_ns, raw))
         feed.finished(item)
+        if _PROGRESS:
+            _PROGRESS[0][_PROGRESS[1]] = len(raws)
 
     max_conns = job.streams if closed else job.max_in_flight
     mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
@@ -213,6 +216,7 @@ def _run_mux(job: PointJob, raws: list) -> int:
         mux.run(feed)
     finally:
         mux.close()
+        lag.extend(mux.busy_us)
     return 1
 
 

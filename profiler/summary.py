@@ -5,8 +5,10 @@
 
 Trust rules (a point failing any is marked trusted=False, with the reasons):
 - client CPU: a worker process used >= 90 % of a core while the point ran (it was the bottleneck);
-- scheduling lag: the p99 delay of a 5 ms sleep probe in the workers exceeded both 2 ms and a fifth
-  of the point's median chunk gap (timestamps of arriving chunks may be late by as much);
+- timestamp lag: the p99 of how late the client could stamp an arriving chunk exceeded both 2 ms
+  and a fifth of the point's median chunk gap. With the epoll transport that is the time one loop
+  iteration spent handling ready sockets (a chunk read last in the iteration was stamped that much
+  after the first); with the threads transport, the delay of a 5 ms sleep probe;
 - open loop: achieved request rate below 95 % of the target, or client queue time p99 above 10 ms
   (requests left later than scheduled).
 """
@@ -165,7 +167,7 @@ def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: 
     if row["client_cpu"] >= CPU_SATURATED:
         reasons.append(f"client CPU {row['client_cpu']:.0%} of a core")
     if row["loop_lag_p99_ms"] > max(LAG_P99_LIMIT_MS, 0.2 * row["itl_p50_ms"]):
-        reasons.append(f"client scheduling lag p99 {row['loop_lag_p99_ms']:.1f} ms")
+        reasons.append(f"client timestamp lag p99 {row['loop_lag_p99_ms']:.1f} ms")
     if mode == "rate":
         if row["rate_achieved"] < RATE_SHORTFALL * facts["load"]:
             reasons.append(f"achieved {row['rate_achieved']:.2f} req/s of {facts['load']:g} target")
