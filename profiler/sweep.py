@@ -175,7 +175,9 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
             manifest["pricing"] = pricing(manifest.get("gpus") or [])
         rf.write_json(run_dir / rf.MANIFEST, manifest)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as progress:
+                      TimeElapsedColumn(), console=console, transient=False,
+                      refresh_per_second=2,  # the display shares the client's cores: keep it rare
+                      disable=not console.is_terminal) as progress:
             for i, load in enumerate(spec.loads):
                 label = f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
                 total = spec.requests_for(load) if spec.duration_s is None else None
@@ -183,8 +185,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 if telemetry is not None:
                     telemetry.sample_now()  # a reading just before the point, for counters
                 before = control.scrape(metrics_url)
-                facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers,
-                                            lambda done, t=task: progress.update(t, completed=done))
+                live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers, live)
                 if telemetry is not None:
                     telemetry.sample_now()  # and one just after it
                 after = control.scrape(metrics_url)
@@ -271,6 +273,7 @@ def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, request
             "cpu_frac_max_worker": max(cpu) if cpu else math.nan,
             "cpu_frac_total": sum(cpu),
             "lag_p99_ms": float(np.percentile(lags, 99) / 1000) if lags else math.nan,
+            "lag_max_ms": float(max(lags) / 1000) if lags else math.nan,
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
         },

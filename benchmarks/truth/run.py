@@ -120,7 +120,8 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
         "itl_err_mean_ms": itl_err.mean() if itl_err.size else np.nan,
         "itl_err_p50_ms": np.percentile(itl_err, 50) if itl_err.size else np.nan,
         "itl_abs_err_p99_ms": np.percentile(np.abs(itl_err), 99) if itl_err.size else np.nan,
-        "chunk_delay_p99_ms": np.percentile(delay, 99),
+        "chunk_delay_p1_ms": np.percentile(delay, 1), "chunk_delay_p50_ms": np.percentile(delay, 50),
+        "chunk_delay_p99_ms": np.percentile(delay, 99), "chunk_delay_p999_ms": np.percentile(delay, 99.9),
         "chunks_per_s": len(chunks) / span, "req_per_s": len(req) / span,
         "ttft_p50_ms": p["ttft_p50_ms"], "itl_p50_ms": p["itl_p50_ms"],
         "worker_cpu": f["cpu_frac_total"], "lag_p99_ms": f["lag_p99_ms"],
@@ -151,7 +152,9 @@ def main() -> int:
                 core = "1" if workers == 1 else "0,1"
                 run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs", transport)
                 with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
-                    log = pd.read_csv(io.BytesIO(r.read()))
+                    log_bytes = r.read()
+                log = pd.read_csv(io.BytesIO(log_bytes))
+                (run_dir / "server_chunk_log.csv").write_bytes(log_bytes)
             finally:
                 stop_server(proc)
             row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
