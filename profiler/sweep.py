@@ -67,24 +67,28 @@ def resolve_model(target: Target) -> Target:
     return target
 
 
-def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str]) -> list[RequestSpec]:
+def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], seed: int) -> list[RequestSpec]:
+    """`n` requests for one point. Each point gets its own seed, so its prompts are new to the
+    server: a prefix cache (on by default in vLLM) cannot serve a later point's prefill from an
+    earlier point's prompts."""
     in_len = parse_length(spec.input_tokens)
     out_len = parse_length(spec.output_tokens)
     tok = load_tokenizer(target.tokenizer) if target.tokenizer else None
-    reqs = build_requests(n, in_len, out_len, spec.seed, tokenizer=tok)
+    reqs = build_requests(n, in_len, out_len, seed, tokenizer=tok)
     if tok is None and target.backend == "openai":
         count_fn = control.tokenize_counter(target.url, target.model, target.api)
         if count_fn is None:
             notices.append("no local tokenizer and no /tokenize on the server: prompt lengths are approximate "
                            "(one common word per token); the server's usage gives the true count")
         else:
-            rng = np.random.default_rng(spec.seed + 7)
+            rng = np.random.default_rng(seed + 7)
             calibrated = []
             for r in reqs:
                 prompt, count = calibrate_prompt(r.input_tokens, count_fn, rng)
                 calibrated.append(RequestSpec(r.index, prompt, count, r.max_tokens, count == r.input_tokens))
             reqs = calibrated
-            notices.append("prompt lengths calibrated with the server's /tokenize")
+            exact = sum(r.input_exact for r in reqs)
+            notices.append(f"prompt lengths calibrated with the server's /tokenize ({exact} of {len(reqs)} exact)")
     return reqs
 
 
@@ -144,12 +148,15 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
               pricing=None) -> tuple[Path, pd.DataFrame]:
     """Measure every point of `spec` against `target`; returns (run folder, points table)."""
     notices: list[str] = []
-    n_req = (max(spec.requests_for(load) for load in spec.loads) if spec.duration_s is None
-             else max(spec.requests or 0, DURATION_POOL))
-    requests = build_workload(spec, target, n_req, notices)
     codec = make_codec(target)
-    payloads = [codec.request_bytes(r) for r in requests]
-    preflight(codec, requests)
+    preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
+
+    def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
+        n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
+        reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
+        return reqs, [codec.request_bytes(r) for r in reqs]
+
+    first = workload(0, spec.loads[0])
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
@@ -159,6 +166,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     manifest = rf.start_manifest(
         run_dir, command=command or sys.argv,
         endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
+        preflight={"requests": 1, "max_tokens": 2, "note": "one short request before the first point, not recorded"},
         spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
     workers = spec.workers or max(default_workers(spec.mode, load) for load in spec.loads)
     metrics_url = target.url.rstrip("/") + "/metrics"
@@ -186,6 +194,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                     telemetry.sample_now()  # a reading just before the point, for counters
                 before = control.scrape(metrics_url)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                requests, payloads = first if i == 0 else workload(i, load)
                 facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers, live)
                 if telemetry is not None:
                     telemetry.sample_now()  # and one just after it
@@ -231,8 +240,6 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
 
 def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, requests, payloads, point: int,
                load, max_workers: int, on_progress=None):
-    if spec.duration_s is None:
-        requests = requests[: spec.requests_for(load)]
     n = len(requests)
     k = max(1, min(max_workers, spec.workers or default_workers(spec.mode, load)))
     start_ns = time.perf_counter_ns() + START_MARGIN_NS
