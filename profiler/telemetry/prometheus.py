@@ -210,14 +210,21 @@ class PromSource:
         self._tracker = CounterTracker()
         self._gpu_info = gpu_info_from_text(first_text) if first_text else []
 
-    def poll(self) -> list[Sample]:
+    def fetch(self) -> tuple[int, str]:
+        """The page and when it was rendered; parsing is left to `parse` (see TelemetrySession)."""
         t0 = time.perf_counter_ns()
         text = fetch_text(self.url, self.timeout)
         # The server renders the page somewhere between our request and the last byte.
-        t_ns = (t0 + time.perf_counter_ns()) // 2
+        return (t0 + time.perf_counter_ns()) // 2, text
+
+    def parse(self, t_ns: int, text: str) -> list[Sample]:
+        """Samples from a fetched page; call in fetch order (counters are tracked across pages)."""
         if not self._gpu_info and "DCGM_FI_" in text:
             self._gpu_info = gpu_info_from_text(text)
         return combine(parse_exposition(text), self._tracker, t_ns)
+
+    def poll(self) -> list[Sample]:
+        return self.parse(*self.fetch())
 
     def gpu_info(self) -> list[dict]:
         return list(self._gpu_info)
