@@ -280,6 +280,10 @@ def make_prompt(
     return complete_prompt("", n_tokens, rng, tokenizer)
 
 
+_FILLER = "the"  # from the word list; one token wherever English words are
+_FILLER_MAX = 4
+
+
 def calibrate_prompt(
     n_tokens: int,
     count_fn: Callable[[str], int],
@@ -314,7 +318,11 @@ def calibrate_prompt(
         diff = n_tokens - c
         ratio = len(body) / max(1, c - base)
         step = max(1, round(abs(diff) * ratio))
-        if diff > 0:
+        if 0 < diff <= _FILLER_MAX:
+            # close to the target: words may be several tokens each, so finish with a filler
+            # word that is one token in byte-level and SentencePiece vocabularies alike
+            body += [_FILLER] * diff
+        elif diff > 0:
             body += [words[i] for i in rng.integers(0, len(words), size=step)]
         elif len(body) > 1:
             body = body[: max(1, len(body) - step)]
