@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from backends.http_stream import Endpoint, header_value, http_request
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
-from backends.sse import iter_events
+from backends.sse import iter_events, json_events
 from workloads.requests import RequestSpec
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -86,18 +86,10 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
     in_recv = 0
     last_completion = 0
     done = False
-    for ev in events:
+    for ev, obj in json_events(events, out):
         out.event_ns.append(ev.t_ns)
-        if ev.data == b"[DONE]":
+        if obj is None:  # [DONE]
             done = True
-            continue
-        try:
-            obj = json.loads(ev.data)
-        except ValueError:
-            if not out.error:
-                out.error, out.error_detail = ERR_PROTOCOL, f"event is not JSON: {ev.data[:80]!r}"
-            continue
-        if not isinstance(obj, dict):
             continue
         if "error" in obj and not obj.get("choices"):
             if not out.error:

@@ -13,9 +13,13 @@ data line is dropped; bytes after the last blank line (an unterminated event) ar
 
 from __future__ import annotations
 
+import json
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from typing import NamedTuple
+
+from backends.records import ERR_PROTOCOL, ParsedStream
 
 # Two consecutive line endings (CRLF, lone CR or LF) = the blank line that ends an event.
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
@@ -134,3 +138,20 @@ def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
     if not data_lines:
         return None
     return b"\n".join(data_lines), event
+
+
+def json_events(events: list[SSEEvent], out: ParsedStream) -> Iterator[tuple[SSEEvent, dict | None]]:
+    """Each event's data decoded as a JSON object; `[DONE]` gives (event, None). An event that is
+    not JSON marks `out` with a protocol error (the first one wins) and is skipped."""
+    for ev in events:
+        if ev.data == b"[DONE]":
+            yield ev, None
+            continue
+        try:
+            obj = json.loads(ev.data)
+        except ValueError:
+            if not out.error:
+                out.error, out.error_detail = ERR_PROTOCOL, f"event is not JSON: {ev.data[:80]!r}"
+            continue
+        if isinstance(obj, dict):
+            yield ev, obj

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from backends.http_stream import Endpoint, header_value, http_request
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ParsedStream, RawStream
-from backends.sse import iter_events
+from backends.sse import iter_events, json_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
 from workloads.requests import RequestSpec
 
@@ -84,14 +84,8 @@ def parse_generate_stream(raw: RawStream) -> ParsedStream:
     if body.error and not out.error:
         out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
     acc = Accumulator(out)
-    for ev in events:
-        try:
-            obj = json.loads(ev.data)
-        except ValueError:
-            if not out.error:
-                out.error, out.error_detail = ERR_PROTOCOL, f"event is not JSON: {ev.data[:80]!r}"
-            continue
-        if not isinstance(obj, dict):
+    for ev, obj in json_events(events, out):
+        if obj is None:  # Triton sends no [DONE]; tolerate one
             continue
         if "error" in obj:
             out.event_ns.append(ev.t_ns)
