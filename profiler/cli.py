@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from backends.control import ControlError
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.report.cli import register as register_compare
@@ -247,12 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"inferprof: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as e:
+    except (RuntimeError, ControlError) as e:
         print(f"inferprof: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("inferprof: interrupted; finished points are kept in the run folder", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
+        import os
+
+        if os.environ.get("INFERPROF_DEBUG"):
+            raise
+        print(f"inferprof: internal error: {type(e).__name__}: {e} (INFERPROF_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -84,7 +84,10 @@ def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], 
             rng = np.random.default_rng(seed + 7)
             calibrated = []
             for r in reqs:
-                prompt, count = calibrate_prompt(r.input_tokens, count_fn, rng)
+                try:
+                    prompt, count = calibrate_prompt(r.input_tokens, count_fn, rng)
+                except control.ControlError as e:
+                    raise SweepError(f"server at {target.url} stopped answering while prompts were built: {e}") from None
                 calibrated.append(RequestSpec(r.index, prompt, count, r.max_tokens, count == r.input_tokens))
             reqs = calibrated
             exact = sum(r.input_exact for r in reqs)
@@ -101,7 +104,7 @@ def make_codec(target: Target):
     return triton.make_codec(endpoint, target)
 
 
-def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> None:
+def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> dict:
     """Short requests before the sweep, so a wrong endpoint fails fast with its reason.
 
     Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
@@ -121,9 +124,12 @@ def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> No
         parsed = codec.parse(raw)
         if not parsed.error or raw.status >= 500:
             if not parsed.error:
-                return
+                return {"requests": 1, "max_tokens": 2, "usage_prompt_tokens": parsed.usage_prompt_tokens,
+                        "usage_completion_tokens": parsed.usage_completion_tokens,
+                        "note": "one short request before the first point; not in requests.parquet"}
             continue
         raise SweepError(f"test request to {codec.endpoint.host_header} failed: {parsed.error_detail or parsed.error}")
+    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx to all three; sweep goes on"}
 
 
 def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
@@ -149,7 +155,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     """Measure every point of `spec` against `target`; returns (run folder, points table)."""
     notices: list[str] = []
     codec = make_codec(target)
-    preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
+    pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
@@ -166,7 +172,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     manifest = rf.start_manifest(
         run_dir, command=command or sys.argv,
         endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-        preflight={"requests": 1, "max_tokens": 2, "note": "one short request before the first point, not recorded"},
+        preflight=pre,
         spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
     workers = spec.workers or max(default_workers(spec.mode, load) for load in spec.loads)
     metrics_url = target.url.rstrip("/") + "/metrics"

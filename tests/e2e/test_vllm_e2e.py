@@ -143,6 +143,8 @@ def test_metrics_generation_tokens_match_usage(three_point_sweep):
     (nothing else talks to this server during the sweep)."""
     run_dir, before, after = three_point_sweep
     req = _requests(run_dir)
+    pre = json.loads((run_dir / "manifest.json").read_text())["preflight"]
+    assert pre["usage_completion_tokens"] == PREFLIGHT_TOKENS
     recorded = int(req["usage_completion_tokens"].sum())
     grew = sample_sum(after, GEN_TOKENS) - sample_sum(before, GEN_TOKENS)
     assert grew == recorded + PREFLIGHT_TOKENS, (
@@ -151,10 +153,9 @@ def test_metrics_generation_tokens_match_usage(three_point_sweep):
     succeeded = sample_sum(after, SUCCESS) - sample_sum(before, SUCCESS)
     assert succeeded == len(req) + PREFLIGHT_REQUESTS, (succeeded, len(req))
     grew_prompt = sample_sum(after, PROMPT_TOKENS) - sample_sum(before, PROMPT_TOKENS)
-    # the preflight reuses the first request's prompt
-    first = int(req[(req["point"] == 0) & (req["request"] == 0)]["usage_prompt_tokens"].iloc[0])
-    assert grew_prompt == req["usage_prompt_tokens"].sum() + PREFLIGHT_REQUESTS * first, (
-        grew_prompt, int(req["usage_prompt_tokens"].sum()), first)
+    # the preflight's own prompt tokens are in the manifest
+    assert grew_prompt == req["usage_prompt_tokens"].sum() + pre["usage_prompt_tokens"], (
+        grew_prompt, int(req["usage_prompt_tokens"].sum()), pre)
 
 
 def test_client_ttft_not_below_server_ttft(vllm_url, tmp_path):
