@@ -252,3 +252,25 @@ def test_endpoint_that_does_not_stream(plain_server, tmp_path):
 def test_unknown_model_lists_served_models(mock, tmp_path):
     r = inferprof("sweep", "--url", mock.url, "--model", "nope", "--out", str(tmp_path))
     assert r.returncode == 2 and "it serves: mock-llm" in r.stderr
+
+
+def test_duration_mode_two_workers_and_local_tokenizer(mock, tmp_path):
+    tok = ROOT / "tests" / "fixtures" / "tokenizer"
+    r = inferprof("sweep", "--url", mock.url, "--concurrency", "8", "--duration", "2s", "--workers", "2",
+                  "--input-tokens", "24", "--output-tokens", "16", "--tokenizer", str(tok), "--out", str(tmp_path),
+                  "--json", "--no-report")
+    assert r.returncode == 0, r.stderr
+    run_dir = Path(json.loads(r.stdout)["run_dir"])
+    req = pd.read_parquet(run_dir / "requests.parquet")
+    facts = [json.loads(x) for x in (run_dir / "points.jsonl").read_text().splitlines()]
+    # both worker processes carried streams, and no request left after the duration ended
+    assert set(req["worker"]) == {0, 1} and facts[0]["workers"] == 2
+    assert (req["send_ns"] < facts[0]["stop_ns"]).all()
+    assert req["request"].is_unique
+    done = req[req["error"] == ""]
+    assert len(done) > 16  # 2 s of 8 streams at ~10 ms per token: many rounds
+    # prompts are exact with the local tokenizer, and the client counted every output with it
+    assert req["input_exact"].all() and (req["input_tokens"] == 24).all()
+    assert (done["client_output_tokens"] > 0).all()
+    p = json.loads(r.stdout)["points"][0]
+    assert p["cancelled"] + p["ok"] + p["errors"] == len(req)
