@@ -37,21 +37,13 @@ GPU_METRICS = frozenset(
     }
 )
 
-SERVER_METRICS = frozenset(
-    {
-        "kv_cache_usage",
-        "requests_running",
-        "requests_waiting",
-        "preemptions_total",
-        "prompt_tokens_total",
-        "generation_tokens_total",
-        "prefix_cache_queries_total",
-        "prefix_cache_hits_total",
-        "queue_duration_us_total",
-        "compute_infer_duration_us_total",
-        "pending_requests",
-    }
-)
+# Server-level metrics (no GPU label): every counter but energy, and the server's gauges.
+SERVER_METRICS = (COUNTER_METRICS - {"energy_j"}) | {
+    "kv_cache_usage",
+    "requests_running",
+    "requests_waiting",
+    "pending_requests",
+}
 
 
 class Sample(NamedTuple):
