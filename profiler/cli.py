@@ -162,12 +162,12 @@ def cmd_sweep(a) -> int:
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
                                     pricing=pricing)
         if not a.no_report:
-            rep = _maybe("profiler.report")
-            if rep is not None:
-                try:
-                    rep.write_report(run_dir)
-                except Exception as e:  # a report failure must not lose the measured run
-                    console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
+            from profiler.report import write_report
+
+            try:
+                write_report(run_dir)
+            except Exception as e:  # a report failure must not lose the measured run
+                console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
     except SweepError as e:
         raise RuntimeError(str(e)) from None
     finally:
@@ -201,15 +201,6 @@ def _telemetry(a, url: str, console: Console):
     return TelemetrySession(sources, period_s=period, notices=notices)
 
 
-def _maybe(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
 def cmd_report(a) -> int:
     from profiler import runfolder as rf
     from profiler.points import summarize_run
@@ -222,10 +213,9 @@ def cmd_report(a) -> int:
     print_table(points, a.format, cols, title=f"inferprof {run_dir.name}",
                 console=Console(width=None if sys.stdout.isatty() else 220))
     if a.html:
-        rep = _maybe("profiler.report")
-        if rep is None:
-            raise RuntimeError("HTML reports are not available in this build")
-        print(rep.write_report(run_dir))
+        from profiler.report import write_report
+
+        print(write_report(run_dir))
     return 0
 
 
