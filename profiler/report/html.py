@@ -166,7 +166,7 @@ def trust_warnings(points: pd.DataFrame) -> str:
         return ""
     bad = points[~points["trusted"].astype(str).str.strip().str.lower().isin(["true", "1", "1.0"])]
     if not len(bad):
-        return '<p>Every point passed the trust checks (client CPU, scheduling lag, open-loop rate).</p>'
+        return '<p>Every point passed the trust checks (client CPU, timestamp lag, open-loop rate).</p>'
     items = []
     for _, r in bad.iterrows():
         reason = r.get("trust_reason", "")
