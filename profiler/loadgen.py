@@ -65,6 +65,7 @@ class WorkerResult:
     chunk_request: list[int] = field(default_factory=list)
     chunk_t_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    chunk_content: list[bool] = field(default_factory=list)
     cpu_s: float = 0.0
     wall_s: float = 0.0
     lag_us: list[int] = field(default_factory=list)
@@ -354,9 +355,30 @@ def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
             client_output_tokens=client_tokens, n_events=len(p.event_ns), n_content_chunks=len(p.content_ns),
             bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
         ))
-        result.chunk_request.extend([rid] * len(p.content_ns))
-        result.chunk_t_ns.extend(p.content_ns)
-        result.chunk_tokens.extend(p.content_tokens)
+        _add_events(result, rid, p)
+
+
+def _add_events(result: WorkerResult, rid: int, p) -> None:
+    """Every event of the stream, content-bearing ones flagged with their tokens. Content events are
+    a subsequence of all events; where times tie (one recv), which tied row carries the flag does
+    not change any figure."""
+    content, tokens = p.content_ns, p.content_tokens
+    j = 0
+    for t in p.event_ns:
+        result.chunk_request.append(rid)
+        result.chunk_t_ns.append(t)
+        if j < len(content) and content[j] == t:
+            result.chunk_tokens.append(tokens[j])
+            result.chunk_content.append(True)
+            j += 1
+        else:
+            result.chunk_tokens.append(-1)
+            result.chunk_content.append(False)
+    for k in range(j, len(content)):  # a codec that does not list content events among all events
+        result.chunk_request.append(rid)
+        result.chunk_t_ns.append(content[k])
+        result.chunk_tokens.append(tokens[k])
+        result.chunk_content.append(True)
 
 
 def _worker_main(pipe: Pipe, worker: int, progress) -> None:

@@ -17,7 +17,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     manifest = rf.read_json(run_dir / rf.MANIFEST)
     facts = rf.read_point_facts(run_dir)
     req = rf.read_table(run_dir, rf.REQUESTS)
-    chunks = rf.read_table(run_dir, rf.CHUNKS)
+    chunks = rf.read_content_chunks(run_dir)
     tel = rf.read_table(run_dir, rf.TELEMETRY)
     slos = manifest.get("slos") or {}
     warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))

@@ -112,9 +112,15 @@ def records_table(records: list[RequestRecord]) -> pa.Table:
     return pa.table(cols, schema=pa.schema(fields))
 
 
-def chunks_table(request_point: list[int], request: list[int], t_ns: list[int], tokens: list[int]) -> pa.Table:
+def chunks_table(request_point: list[int], request: list[int], t_ns: list[int], tokens: list[int],
+                 content: list[bool] | None = None) -> pa.Table:
+    """chunks.parquet: every SSE event (or Triton/gRPC response) of every request, with `content`
+    True for those carrying generated content (the ones TTFT, ITL and throughput use)."""
+    if content is None:
+        content = [True] * len(t_ns)
     return pa.table({"point": pa.array(request_point, pa.int64()), "request": pa.array(request, pa.int64()),
-                     "t_ns": pa.array(t_ns, pa.int64()), "tokens": pa.array(tokens, pa.int64())})
+                     "t_ns": pa.array(t_ns, pa.int64()), "tokens": pa.array(tokens, pa.int64()),
+                     "content": pa.array(content, pa.bool_())})
 
 
 def write_table(path: Path, tables: list[pa.Table]) -> None:
@@ -138,6 +144,14 @@ def write_samples(run_dir: Path, samples: list) -> None:
 
 def write_points_csv(run_dir: Path, points: pd.DataFrame) -> None:
     _atomic(run_dir / POINTS_CSV, lambda p: points.to_csv(p, index=False, float_format="%.6g"))
+
+
+def read_content_chunks(run_dir: Path) -> pd.DataFrame:
+    """The chunks.parquet rows that carry generated content (all rows in folders without the flag)."""
+    chunks = read_table(run_dir, CHUNKS)
+    if len(chunks) and "content" in chunks.columns:
+        chunks = chunks[chunks["content"]].drop(columns="content").reset_index(drop=True)
+    return chunks
 
 
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:

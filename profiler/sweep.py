@@ -214,7 +214,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                     [i] * sum(len(res.chunk_t_ns) for res in results),
                     [x for res in results for x in res.chunk_request],
                     [x for res in results for x in res.chunk_t_ns],
-                    [x for res in results for x in res.chunk_tokens]))
+                    [x for res in results for x in res.chunk_tokens],
+                    [x for res in results for x in res.chunk_content]))
                 if telemetry is not None:
                     samples.extend(telemetry.drain())
                     rf.write_samples(run_dir, samples)

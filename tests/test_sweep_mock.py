@@ -85,7 +85,11 @@ def test_output_tokens_equal_server_usage_chat(sweep):
     # the mock sends one token per chunk: chunks counted by the client match usage exactly
     assert (req["n_content_chunks"] == req["usage_completion_tokens"]).all()
     chunks = pd.read_parquet(run_dir / "chunks.parquet")
-    assert len(chunks) == req["usage_completion_tokens"].sum()
+    assert chunks["content"].sum() == req["usage_completion_tokens"].sum()
+    # every other event is kept too: the role prelude, the usage chunk and [DONE] of each request
+    other = chunks[~chunks["content"]].groupby(["point", "request"]).size()
+    expected = req.set_index(["point", "request"])["n_events"] - req.set_index(["point", "request"])["n_content_chunks"]
+    assert (other.sort_index() == expected.sort_index()).all() and (expected == 3).all()
 
 
 def test_output_tokens_equal_server_usage_completions_with_multi_token_chunks(tmp_path):

@@ -93,6 +93,7 @@ def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool
 def compare(run_dir: Path, log: pd.DataFrame) -> dict:
     req = pd.read_parquet(run_dir / "requests.parquet")
     chunks = pd.read_parquet(run_dir / "chunks.parquet")
+    chunks = chunks[chunks["content"]]
     facts = [json.loads(x) for x in (run_dir / "points.jsonl").read_text().splitlines()]
     points = pd.read_csv(run_dir / "points.csv")
     sent = log[log["chunk"] >= 0].sort_values(["id", "chunk"])

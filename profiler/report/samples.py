@@ -124,7 +124,7 @@ def load_run(run_dir: str | Path) -> Run:
 def run_samples(run: Run) -> dict[int, PointSamples]:
     """PointSamples of every point of a run, keyed by point index."""
     req = rf.read_table(run.path, rf.REQUESTS)
-    chunks = rf.read_table(run.path, rf.CHUNKS)
+    chunks = rf.read_content_chunks(run.path)
     warmup = float((run.manifest.get("spec") or {}).get("warmup_frac", 0.1))
     out = {}
     for f in run.facts:
