@@ -79,15 +79,20 @@ def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool
            "--warmup", "0"]
     if not telemetry:
         cmd.append("--no-telemetry")
+    r, cpu, wall = timed(cmd, "inferprof")
+    return Path(json.loads(r.stdout)["run_dir"]), cpu, wall
+
+
+def timed(cmd: list[str], what: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run a client to completion: (result, CPU seconds of it and its children, wall seconds)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
     wall = time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "client failed")
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return Path(json.loads(r.stdout)["run_dir"]), cpu, wall
+        raise RuntimeError(f"{what} failed: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+    return r, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
 
 
 def compare(run_dir: Path, log: pd.DataFrame) -> dict:
@@ -145,14 +150,7 @@ def run_vllm_bench(url: str, conc: int, requests: int, core: str, out: Path) -> 
            "--num-prompts", str(requests), "--max-concurrency", str(conc), "--ignore-eos", "--save-result",
            "--save-detailed", "--result-dir", str(out), "--result-filename", name]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1")
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise RuntimeError("vllm bench serve failed: " + (r.stderr.strip().splitlines() or ["?"])[-1])
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    _, cpu, wall = timed(cmd, "vllm bench serve", env)
     return json.loads((out / name).read_text()), cpu, wall
 
 
