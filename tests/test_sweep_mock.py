@@ -278,3 +278,20 @@ def test_duration_mode_two_workers_and_local_tokenizer(mock, tmp_path):
     assert (done["client_output_tokens"] > 0).all()
     p = json.loads(r.stdout)["points"][0]
     assert p["cancelled"] + p["ok"] + p["errors"] == len(req)
+
+
+def test_open_loop_cap_shows_client_queue_and_is_untrusted(mock, tmp_path):
+    # 50 req/s against a 2-request cap of ~0.25 s requests: arrivals must wait in the client
+    r = inferprof("sweep", "--url", mock.url, "--rate", "50", "--requests", "20", "--max-concurrency", "2",
+                  "--output-tokens", "20", "--arrival", "constant", "--out", str(tmp_path), "--json", "--no-report")
+    assert r.returncode == 0, r.stderr
+    run_dir = Path(json.loads(r.stdout)["run_dir"])
+    req = pd.read_parquet(run_dir / "requests.parquet")
+    queue_ms = (req["send_ns"] - req["scheduled_ns"]) / 1e6
+    assert (queue_ms >= 0).all() and queue_ms.max() > 100
+    # never more than two in flight: each send waits for an earlier request to end
+    ends = sorted(req["end_ns"])
+    sends = sorted(req["send_ns"])
+    assert all(sends[i] >= ends[i - 2] for i in range(2, len(sends)))
+    p = json.loads(r.stdout)["points"][0]
+    assert p["trusted"] is False and "client queue" in p["trust_reason"] and p["rate_achieved"] < 50
