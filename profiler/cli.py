@@ -119,6 +119,7 @@ def cmd_sweep(a) -> int:
 
     spec = _spec_from_args(a)
     _telemetry_flags(a)  # validate before anything starts
+    pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend == "openai":
         from backends.http_stream import parse_url
 
@@ -150,7 +151,6 @@ def cmd_sweep(a) -> int:
 
             triton.resolve(target, a.protocol)
         telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
-        pricing_from_args(a)  # bad price flags fail before the sweep, not after it
 
         def pricing(gpus: list[dict]) -> dict:
             detected = next((g.get("name") for g in gpus if g.get("name")), None)
