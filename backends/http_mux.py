@@ -19,8 +19,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from backends.http_stream import _LAST_CHUNK, RECV_SIZE, Endpoint, _parse_head
-from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_HTTP, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
+from backends.http_stream import _LAST_CHUNK, RECV_SIZE, Endpoint, _parse_head, mark_http_error
+from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
 
 _CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
 _IN = select.EPOLLIN | select.EPOLLRDHUP
@@ -55,7 +55,7 @@ class Feed:
 
 class _Conn:
     __slots__ = ("sock", "fd", "state", "item", "raw", "reused", "buf", "remaining", "tail", "out",
-                 "last_ns", "retried")
+                 "last_ns", "retried", "close_after")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -70,6 +70,7 @@ class _Conn:
         self.out = b""
         self.last_ns = 0
         self.retried = False
+        self.close_after = False  # the response said Connection: close
 
 
 class Mux:
@@ -195,6 +196,11 @@ class Mux:
             self._close(c)
         self.on_done(item, raw)
 
+    def _finish(self, c: _Conn, reusable: bool) -> None:
+        """The response arrived whole: a non-2xx status still makes it an error."""
+        mark_http_error(c.raw)
+        self._end(c, "", "", reusable)
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self, feed: Feed) -> None:
         perf = time.perf_counter_ns
@@ -240,16 +246,16 @@ class Mux:
                                 c.tail = (c.tail + data)[-7:]
                             if c.tail == _LAST_CHUNK:
                                 raw.end_ns = t
-                                self._end(c, _status_error(raw), _status_detail(raw), reusable=c.out != b"close")
+                                self._finish(c, reusable=not c.close_after)
                         elif c.remaining >= 0:
                             c.remaining -= len(data)
                             if c.remaining <= 0:
                                 raw.end_ns = t
-                                self._end(c, _status_error(raw), _status_detail(raw), reusable=c.out != b"close")
+                                self._finish(c, reusable=not c.close_after)
                     else:
                         c.raw.end_ns = t
                         if c.remaining == -1:  # body delimited by close: this is its end
-                            self._end(c, _status_error(c.raw), _status_detail(c.raw), reusable=False)
+                            self._finish(c, reusable=False)
                         else:
                             self._end(c, ERR_CLOSED, "connection closed mid-stream", reusable=False)
                 elif state == _HEAD:
@@ -329,7 +335,7 @@ class Mux:
             return
         body = c.buf[k + 4 :]
         c.buf = b""
-        c.out = b"close" if close else b""  # reuse the field: remember Connection: close
+        c.close_after = close
         c.state = _BODY
         c.remaining = -2 if chunked else length
         if body:
@@ -339,12 +345,12 @@ class Mux:
             c.tail = body[-7:]
             if c.tail == _LAST_CHUNK or body == b"0\r\n\r\n":
                 raw.end_ns = t
-                self._end(c, _status_error(raw), _status_detail(raw), reusable=not close)
+                self._finish(c, reusable=not close)
         elif length >= 0:
             c.remaining = length - len(body)
             if c.remaining <= 0:
                 raw.end_ns = t
-                self._end(c, _status_error(raw), _status_detail(raw), reusable=not close)
+                self._finish(c, reusable=not close)
 
     def _check_deadlines(self, now: int) -> None:
         for c in list(self.conns.values()):
@@ -367,12 +373,3 @@ class Mux:
             self._close(c)
         self.ep.close()
 
-
-def _status_error(raw: RawStream) -> str:
-    return "" if 200 <= raw.status < 300 else ERR_HTTP
-
-
-def _status_detail(raw: RawStream) -> str:
-    if 200 <= raw.status < 300:
-        return ""
-    return f"HTTP {raw.status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"

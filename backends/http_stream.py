@@ -190,10 +190,15 @@ class Connection:
                     return False
             close = True
         raw.end_ns = t
-        if not 200 <= status < 300:
-            raw.error = ERR_HTTP
-            raw.error_detail = f"HTTP {status}: {b''.join(pieces)[:200].decode('utf-8', 'replace')}"
+        mark_http_error(raw)
         return not close
+
+
+def mark_http_error(raw: RawStream) -> None:
+    """A complete response with a non-2xx status is an `http` error, with the start of its body."""
+    if not 200 <= raw.status < 300 and not raw.error:
+        raw.error = ERR_HTTP
+        raw.error_detail = f"HTTP {raw.status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"
 
 
 def _parse_head(head: bytes) -> tuple[int, bool, int, bool]:

@@ -126,10 +126,10 @@ def run_job(job: PointJob) -> WorkerResult:
     return result
 
 
-def _connection(job: PointJob, read_timeout: float):
+def open_connection(codec, endpoint: Endpoint, read_timeout: float):
     """The codec's own transport when it has one (Triton gRPC), else the lean HTTP reader."""
-    make = getattr(job.codec, "connection", None)
-    return make(read_timeout) if make else Connection(job.endpoint, read_timeout=read_timeout)
+    make = getattr(codec, "connection", None)
+    return make(read_timeout) if make else Connection(endpoint, read_timeout=read_timeout)
 
 
 def _deadline(job: PointJob, send_ns: int) -> int:
@@ -235,7 +235,7 @@ def _run_closed(job: PointJob, raws: list) -> int:
     timeout = min(60.0, job.request_timeout_s)
 
     def stream() -> None:
-        conn = _connection(job, timeout)
+        conn = open_connection(job.codec, job.endpoint, timeout)
         try:
             conn.open()  # connect before the start so the first request does not pay for it
         except OSError:
@@ -273,7 +273,7 @@ def _run_open(job: PointJob, raws: list) -> int:
     timeout = min(60.0, job.request_timeout_s)
 
     def stream() -> None:
-        conn = _connection(job, timeout)
+        conn = open_connection(job.codec, job.endpoint, timeout)
         try:
             while True:
                 item = q.get()

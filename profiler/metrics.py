@@ -80,6 +80,19 @@ def tpot(e2e_s: np.ndarray, ttft_s: np.ndarray, out_tokens: np.ndarray) -> np.nd
         return np.where(n >= 2, (np.asarray(e2e_s) - np.asarray(ttft_s)) / (n - 1), np.nan)
 
 
+def per_request(req) -> dict[str, np.ndarray]:
+    """Every per-request figure of a requests.parquet frame (or any mapping of its columns):
+    out_tokens, ttft, e2e, itl_token, tpot (seconds). The one place the formulas above are
+    applied to request rows, for points.csv and for the report's samples alike."""
+    send = np.asarray(req["send_ns"], dtype=np.int64)
+    out_tok = output_tokens(req["usage_completion_tokens"], req["client_output_tokens"], req["n_content_chunks"])
+    t = ttft(send, req["first_content_ns"])
+    e = e2e(send, req["end_ns"])
+    return {"out_tokens": out_tok, "ttft": t, "e2e": e,
+            "itl_token": itl_per_token(req["first_content_ns"], req["last_content_ns"], out_tok),
+            "tpot": tpot(e, t, out_tok)}
+
+
 def chunk_gaps(request_ids: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
     """Gaps (s) between consecutive content chunks of the same request.
 

@@ -68,11 +68,8 @@ def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: 
 
     send = req["send_ns"].to_numpy(np.int64)
     end = req["end_ns"].to_numpy(np.int64)
-    out_tok = m.output_tokens(req["usage_completion_tokens"], req["client_output_tokens"], req["n_content_chunks"])
-    ttft = m.ttft(send, req["first_content_ns"])
-    e2e = m.e2e(send, end)
-    itl_tok = m.itl_per_token(req["first_content_ns"], req["last_content_ns"], out_tok)
-    tpot = m.tpot(e2e, ttft, out_tok)
+    per = m.per_request(req)
+    out_tok, ttft, e2e, itl_tok, tpot = (per[k] for k in ("out_tokens", "ttft", "e2e", "itl_token", "tpot"))
 
     start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
     window_s = (stop_ns - start_ns) / 1e9

@@ -15,11 +15,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
-from backends.http_stream import Connection, parse_url
+from backends.http_stream import parse_url
 from backends.openai import OpenAICodec
 from backends.records import ERR_CONNECT, RawStream
 from profiler import runfolder as rf
-from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
+from profiler.loadgen import (
+    START_MARGIN_NS,
+    PointJob,
+    WorkerPool,
+    default_workers,
+    open_connection,
+    split_closed,
+    split_open,
+)
 from profiler.points import summarize_run
 from profiler.spec import SweepSpec
 from workloads.arrivals import arrival_offsets
@@ -114,8 +122,7 @@ def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> di
 
     probe = codec.request_bytes(replace(requests[0], max_tokens=2))
     for _ in range(3):
-        make = getattr(codec, "connection", None)
-        conn = make(timeout_s) if make else Connection(codec.endpoint, read_timeout=timeout_s)
+        conn = open_connection(codec, codec.endpoint, timeout_s)
         raw = RawStream()
         try:
             conn.stream(probe, raw, time.perf_counter_ns() + int(timeout_s * 1e9))

@@ -90,6 +90,16 @@ class StreamPlan:
         return w
 
 
+def _chunk_plan(prefix: bytes, mids, n_tokens: int, tokens_per_chunk: int, continuous_usage: bool):
+    """(chunks so far, their tokens, the (text, tokens) parts still to build, tokens done, word
+    offset). With one token per chunk and no per-chunk usage, every chunk but the last is
+    stamped from `prefix` and the precomputed `mids` (the fast path); else all are built."""
+    if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
+        n = n_tokens - 1
+        return _fast_chunks(prefix, mids, n), [1] * n, chunk_texts(1, 1), n, n
+    return [], [], chunk_texts(n_tokens, tokens_per_chunk), 0, 0
+
+
 def chat_stream(
     head: bytes,
     rid: str,
@@ -106,15 +116,8 @@ def chat_stream(
     pre = f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},"choices":[{{"index":0,'
     role_usage = f',"usage":{usage_json(prompt_tokens, 0)}' if continuous_usage else ""
     role = frame(sse(pre + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + role_usage + "}"))
-    if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
-        chunks = _fast_chunks(("data: " + pre + '"delta":{"content":').encode(), _CHAT_MIDS, n_tokens - 1)
-        tokens = [1] * (n_tokens - 1)
-        parts = chunk_texts(1, 1)
-        done = n_tokens - 1
-        start = n_tokens - 1
-    else:
-        chunks, tokens, done, start = [], [], 0, 0
-        parts = chunk_texts(n_tokens, tokens_per_chunk)
+    chunks, tokens, parts, done, start = _chunk_plan(
+        ("data: " + pre + '"delta":{"content":').encode(), _CHAT_MIDS, n_tokens, tokens_per_chunk, continuous_usage)
     for i, (text, k) in enumerate(parts):
         if start:
             text = _WORDS_JSON[start % len(WORDS)]
@@ -148,15 +151,8 @@ def completion_stream(
 ) -> StreamPlan:
     model_j = json.dumps(model)
     pre = f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},"choices":[{{"index":0,"text":'
-    if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
-        chunks = _fast_chunks(("data: " + pre).encode(), _COMPLETION_MIDS, n_tokens - 1)
-        tokens = [1] * (n_tokens - 1)
-        parts = chunk_texts(1, 1)
-        done = n_tokens - 1
-        start = n_tokens - 1
-    else:
-        chunks, tokens, done, start = [], [], 0, 0
-        parts = chunk_texts(n_tokens, tokens_per_chunk)
+    chunks, tokens, parts, done, start = _chunk_plan(
+        ("data: " + pre).encode(), _COMPLETION_MIDS, n_tokens, tokens_per_chunk, continuous_usage)
     for i, (text, k) in enumerate(parts):
         if start:
             text = _WORDS_JSON[start % len(WORDS)]

@@ -59,11 +59,9 @@ def point_samples(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, warmup_f
     send = req["send_ns"].to_numpy(np.int64)
     end = req["end_ns"].to_numpy(np.int64)
     ok = req["error"].astype(str).to_numpy() == ""
-    out_tok = m.output_tokens(req["usage_completion_tokens"], req["client_output_tokens"], req["n_content_chunks"])
-    ttft = m.ttft(send, req["first_content_ns"])
-    e2e = m.e2e(send, end)
-    values = {"ttft": ttft, "itl_token": m.itl_per_token(req["first_content_ns"], req["last_content_ns"], out_tok),
-              "tpot": m.tpot(e2e, ttft, out_tok), "e2e": e2e}
+    per = m.per_request(req)
+    out_tok = per["out_tokens"]
+    values = {k: per[k] for k in ("ttft", "itl_token", "tpot", "e2e")}
     start_ns, stop_ns, _ = m.steady_window(send, end, warmup_frac)
     keep = ok & (send >= start_ns) & (send <= stop_ns)
     order = np.argsort(send[keep], kind="stable")
