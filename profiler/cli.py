@@ -209,6 +209,10 @@ def cmd_report(a) -> int:
     if not (run_dir / rf.MANIFEST).exists():
         raise ValueError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
     points = summarize_run(run_dir)
+    try:  # points.csv is derived: rewrite it from the raw files (a read-only folder keeps its own)
+        rf.write_points_csv(run_dir, points)
+    except OSError:
+        pass
     cols = None if a.all_columns else SUMMARY
     print_table(points, a.format, cols, title=f"inferprof {run_dir.name}",
                 console=Console(width=None if sys.stdout.isatty() else 220))
