@@ -1,35 +1,36 @@
 """`inferprof` command line: parses flags into specs and calls library functions.
 
-Bad input ends with one line on stderr and exit code 2, never a traceback.
+A user error (`profiler.errors.UserError`, `workloads.errors.WorkloadError`,
+`backends.errors.BackendError`) ends with one line on stderr and exit code 2. Anything else is a
+bug: exit code 1, one line, and the traceback written to a log file the line names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from backends.control import ControlError
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
+from profiler.errors import UserError
 from profiler.report.cli import register as register_compare
-from profiler.spec import SweepSpec, parse_duration, parse_number_list, parse_slos
+from profiler.slo import parse_slos
+from profiler.spec import SweepSpec, parse_duration, parse_number_list
 from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 DEFAULT_PRESET = "h100-llama3-8b"
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(message)
+        raise UserError(message)
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
@@ -96,12 +97,12 @@ def _spec_from_args(a) -> SweepSpec:
     else:
         mode, loads = "concurrency", parse_number_list(a.concurrency or "1,4,16,64", "--concurrency", integer=True)
     if a.requests is not None and a.requests <= 0:
-        raise ValueError("--requests must be positive")
+        raise UserError("--requests must be positive")
     duration = parse_duration(a.duration) if a.duration else None
     if duration is not None and duration <= 0:
-        raise ValueError("--duration must be positive")
+        raise UserError("--duration must be positive")
     if not 0 <= a.warmup < 1:
-        raise ValueError("--warmup must be in [0, 1)")
+        raise UserError("--warmup must be in [0, 1)")
     from workloads.lengths import parse_length
 
     parse_length(a.input_tokens)
@@ -114,8 +115,9 @@ def _spec_from_args(a) -> SweepSpec:
 
 
 def cmd_sweep(a) -> int:
+    from profiler.endpoint import Target, resolve_model
     from profiler.mockproc import MockServer
-    from profiler.sweep import SweepError, Target, resolve_model, run_sweep
+    from profiler.sweep import run_sweep
 
     spec = _spec_from_args(a)
     _telemetry_flags(a)  # validate before anything starts
@@ -125,7 +127,7 @@ def cmd_sweep(a) -> int:
 
         parse_url(a.url)  # only plain http is spoken by the load generator
     if a.tokenizer and not Path(a.tokenizer).exists():
-        raise ValueError(f"--tokenizer {a.tokenizer}: no such file or directory")
+        raise UserError(f"--tokenizer {a.tokenizer}: no such file or directory")
     console = Console(stderr=True, soft_wrap=True)
     wide = None if sys.stdout.isatty() else 220  # a piped summary is read in an editor: don't squash it
     mock = None
@@ -136,7 +138,7 @@ def cmd_sweep(a) -> int:
             from backends.mock.perfmodel import PRESETS
 
             if a.preset not in PRESETS:
-                raise ValueError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
+                raise UserError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
             # serve under the name of the model the preset imitates, so hosted prices compare
             mock = MockServer(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
             url = mock.url
@@ -168,8 +170,6 @@ def cmd_sweep(a) -> int:
                 write_report(run_dir)
             except Exception as e:  # a report failure must not lose the measured run
                 console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
-    except SweepError as e:
-        raise RuntimeError(str(e)) from None
     finally:
         if mock is not None:
             mock.stop()
@@ -186,7 +186,7 @@ def _telemetry_flags(a) -> tuple[list[int] | None, float]:
     gpus = [int(x) for x in parse_number_list(a.gpus, "--gpus", integer=True)] if a.gpus else None
     period = parse_duration(a.telemetry_period)
     if not 0.001 <= period <= 60:
-        raise ValueError("--telemetry-period must be between 1ms and 60s")
+        raise UserError("--telemetry-period must be between 1ms and 60s")
     return gpus, period
 
 
@@ -207,7 +207,7 @@ def cmd_report(a) -> int:
 
     run_dir = Path(a.run_dir)
     if not (run_dir / rf.MANIFEST).exists():
-        raise ValueError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
+        raise UserError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
     points = summarize_run(run_dir)
     try:  # points.csv is derived: rewrite it from the raw files (a read-only folder keeps its own)
         rf.write_points_csv(run_dir, points)
@@ -236,26 +236,46 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "report":
             return cmd_report(a)
         return a.func(a)
-    except UsageError as e:
-        print(f"inferprof: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, FileNotFoundError) as e:
-        print(f"inferprof: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (RuntimeError, ControlError) as e:
+    except user_errors() as e:
         print(f"inferprof: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("inferprof: interrupted; finished points are kept in the run folder", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
-        import os
-
+    except Exception as e:  # a bug, not bad input: one line, the traceback in a log file
         if os.environ.get("INFERPROF_DEBUG"):
             raise
-        print(f"inferprof: internal error: {type(e).__name__}: {e} (INFERPROF_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return 1
+        log = write_traceback()
+        print(f"inferprof: internal error: {type(e).__name__}: {e} (traceback: {log}; "
+              "INFERPROF_DEBUG=1 shows it here)", file=sys.stderr)
+        return EXIT_BUG
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The error classes a user can fix (see the module docstring)."""
+    from backends.errors import BackendError
+    from workloads.errors import WorkloadError
+
+    return (UserError, WorkloadError, BackendError)
+
+
+def write_traceback() -> str:
+    """Write the current exception's traceback to a log file; return its path."""
+    import tempfile
+    import time
+    import traceback
+
+    base = Path(os.environ.get("INFERPROF_CACHE") or Path.home() / ".cache" / "inferprof") / "logs"
+    text = f"inferprof {' '.join(sys.argv[1:])}\n{traceback.format_exc()}"
+    for folder in (base, Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"inferprof-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "unwritable; run again with INFERPROF_DEBUG=1"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+STATS = ("mean", *PERCENTILES)  # every statistic a points.csv latency column and an SLO can name
 
 
 def stats(values_s: np.ndarray) -> dict[str, float]:
@@ -100,12 +101,17 @@ def chunk_gaps(request_ids: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
     """
     req = np.asarray(request_ids, dtype=np.int64)
     t = np.asarray(t_ns, dtype=np.int64)
-    if req.size < 2:
-        return np.empty(0)
     order = np.lexsort((t, req))
-    req, t = req[order], t[order]
+    return sorted_chunk_gaps(req[order], t[order])[0]
+
+
+def sorted_chunk_gaps(request_ids: np.ndarray, t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gaps in s, the request of each gap) for chunks already sorted by (request, time)."""
+    req = np.asarray(request_ids, dtype=np.int64)
+    if req.size < 2:
+        return np.empty(0), np.empty(0, np.int64)
     same = req[1:] == req[:-1]
-    return (np.diff(t)[same]) / 1e9
+    return np.diff(np.asarray(t_ns, dtype=np.int64))[same] / 1e9, req[1:][same]
 
 
 def steady_window(send_ns: np.ndarray, end_ns: np.ndarray, warmup_frac: float) -> tuple[int, int, bool]:
@@ -130,20 +136,25 @@ def tokens_in_window(chunk_t_ns: np.ndarray, chunk_tokens: np.ndarray, start_ns:
 
 def chunk_token_estimates(chunk_request: np.ndarray, chunk_tokens: np.ndarray, request_ids: np.ndarray,
                           request_out_tokens: np.ndarray, request_chunks: np.ndarray) -> np.ndarray:
-    """Tokens per chunk: the server's count where given (>= 0), else the request's tokens / chunks."""
-    per_req = {int(r): (float(o) / c if c > 0 else 0.0)
-               for r, o, c in zip(request_ids, request_out_tokens, request_chunks, strict=True)}
+    """Tokens per chunk: the server's count where given (>= 0), else the request's tokens / chunks
+    (0 for a chunk of a request not in `request_ids`)."""
+    ids = np.asarray(request_ids, dtype=np.int64)
+    out = np.asarray(request_out_tokens, dtype=float)
+    n = np.asarray(request_chunks, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_req = np.where(n > 0, out / n, 0.0)
+    creq = np.asarray(chunk_request, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids[order], creq), 0, max(0, ids.size - 1))
+    found = ids[order][pos] == creq if ids.size else np.zeros(creq.size, bool)
+    est = np.where(found, per_req[order][pos] if ids.size else 0.0, 0.0)
     tok = np.asarray(chunk_tokens, dtype=float)
-    est = np.array([per_req.get(int(r), 0.0) for r in chunk_request], dtype=float)
     return np.where(tok >= 0, tok, est)
 
 
-def meets_limits(values_by_metric: dict[str, np.ndarray], limits_s: dict[str, float]) -> np.ndarray:
-    """Per request: True when every metric named in `limits_s` (by metric, e.g. 'ttft') is within its
-    limit. A NaN value (e.g. no TPOT for a 1-token output) does not fail a limit."""
-    ok = None
-    for metric, limit in limits_s.items():
-        v = np.asarray(values_by_metric[metric], dtype=float)
-        good = np.isnan(v) | (v <= limit)
-        ok = good if ok is None else ok & good
-    return ok
+def max_gap_per_request(gap_request_pos: np.ndarray, gaps_s: np.ndarray, n_requests: int) -> np.ndarray:
+    """Each request's longest chunk gap (s), NaN for requests with fewer than two content chunks.
+    `gap_request_pos` gives, for every gap, the position of its request (0..n_requests-1)."""
+    out = np.full(n_requests, -np.inf)
+    np.maximum.at(out, np.asarray(gap_request_pos, dtype=np.int64), np.asarray(gaps_s, dtype=float))
+    return np.where(np.isinf(out), np.nan, out)

@@ -159,3 +159,24 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame()
     return pq.read_table(path).to_pandas()
+
+
+class RunWriter:
+    """Writes a sweep's records point by point: every file is complete after each point."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._requests: list[pa.Table] = []
+        self._chunks: list[pa.Table] = []
+        self._samples: list = []
+
+    def add_point(self, facts: dict, requests: pa.Table, chunks: pa.Table) -> None:
+        self._requests.append(requests)
+        self._chunks.append(chunks)
+        write_table(self.run_dir / REQUESTS, self._requests)
+        write_table(self.run_dir / CHUNKS, self._chunks)
+        append_point_facts(self.run_dir, facts)
+
+    def add_samples(self, samples: list) -> None:
+        self._samples.extend(samples)
+        write_samples(self.run_dir, self._samples)

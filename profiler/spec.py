@@ -1,4 +1,4 @@
-"""What a sweep is asked to do, parsed from flags. Parsing errors are ValueError with one line."""
+"""What a sweep is asked to do, parsed from flags. Parsing errors are UserError with one line."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-# SLO metric names accepted in --slo, and the points.csv percentile column they read.
-SLO_METRICS = ("ttft", "itl", "tpot", "e2e")
-SLO_PERCENTILES = {"mean": "mean", "p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p999": "p999"}
+from profiler.errors import UserError
+
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(ns|us|µs|ms|s|m|min|h)?\s*$", re.IGNORECASE)
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -17,32 +16,8 @@ def parse_duration(text: str, default_unit: str = "s") -> float:
     """'500ms' -> 0.5; '2s' -> 2.0; '1.5' -> 1.5 (default unit)."""
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 500ms, 2s, 1.5m")
+        raise UserError(f"invalid duration {text!r}: use e.g. 500ms, 2s, 1.5m")
     return float(m.group(1)) * _UNITS[(m.group(2) or default_unit).lower()]
-
-
-def parse_slos(text: str | None) -> dict[str, float]:
-    """'ttft_p99=500ms,tpot_p99=50ms' -> {'ttft_p99': 0.5, 'tpot_p99': 0.05} (seconds)."""
-    if not text:
-        return {}
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip().lower()
-        metric, _, pct = name.partition("_")
-        if not sep or metric not in SLO_METRICS or pct not in SLO_PERCENTILES:
-            raise ValueError(
-                f"invalid SLO {part!r}: use <metric>_<stat>=<time> with metric in {', '.join(SLO_METRICS)} "
-                f"and stat in {', '.join(SLO_PERCENTILES)}, e.g. ttft_p99=500ms,tpot_p99=50ms"
-            )
-        seconds = parse_duration(value, default_unit="ms")
-        if seconds <= 0:
-            raise ValueError(f"invalid SLO {part!r}: the limit must be positive")
-        out[name] = seconds
-    return out
 
 
 def parse_number_list(text: str, what: str, integer: bool) -> list[float] | list[int]:
@@ -56,12 +31,12 @@ def parse_number_list(text: str, what: str, integer: bool) -> list[float] | list
             v = int(part) if integer else float(part)
         except ValueError:
             kind = "whole numbers" if integer else "numbers"
-            raise ValueError(f"invalid {what} {text!r}: use comma-separated {kind}, e.g. 1,2,4") from None
+            raise UserError(f"invalid {what} {text!r}: use comma-separated {kind}, e.g. 1,2,4") from None
         if v <= 0:
-            raise ValueError(f"invalid {what} {text!r}: values must be positive")
+            raise UserError(f"invalid {what} {text!r}: values must be positive")
         values.append(v)
     if not values:
-        raise ValueError(f"invalid {what} {text!r}: no values")
+        raise UserError(f"invalid {what} {text!r}: no values")
     return values
 
 

@@ -1,7 +1,8 @@
-"""One row of points.csv per sweep point, computed from the run folder's raw files only.
+"""One row of points.csv per sweep point: a merge of small pure parts over one `PointView`.
 
 `summarize_point` is pure: the same raw rows give the same row, which is how
-`inferprof report RUN_DIR` reproduces points.csv exactly.
+`inferprof report RUN_DIR` reproduces points.csv exactly. Each part below fills the columns it
+names; the formulas are in `profiler.metrics` and `profiler.slo`.
 
 Trust rules (a point failing any is marked trusted=False, with the reasons):
 - client CPU: a worker process used >= 90 % of a core while the point ran (it was the bottleneck);
@@ -21,19 +22,20 @@ import numpy as np
 import pandas as pd
 
 from profiler import metrics as m
+from profiler import slo as slo_rules
+from profiler.pointview import PointView
 
 CPU_SATURATED = 0.90
 LAG_P99_LIMIT_MS = 2.0
 RATE_SHORTFALL = 0.95
 QUEUE_P99_LIMIT_MS = 10.0
 
-_LAT = ("ttft", "itl", "itl_token", "tpot", "e2e")
-_STATS = ("mean", "p50", "p90", "p95", "p99", "p999")
+LATENCY = ("ttft", "itl", "itl_token", "tpot", "e2e")  # points.csv <metric>_<stat>_ms columns
 
 POINT_COLUMNS = (
     ["point", "mode", "load", "concurrency", "rate_target", "rate_achieved", "workers",
      "requests", "ok", "errors", "cancelled", "error_rate", "error_kinds", "window_s", "duration_s", "steady"]
-    + [f"{lat}_{s}_ms" for lat in _LAT for s in _STATS]
+    + [f"{lat}_{s}_ms" for lat in LATENCY for s in m.STATS]
     + ["input_tokens", "output_tokens", "input_tokens_total", "output_tokens_total",
        "req_per_s", "input_tok_per_s", "output_tok_per_s", "output_tok_per_s_whole",
        "goodput_req_per_s", "goodput_tok_per_s", "slo_met", "slo_failed",
@@ -46,132 +48,134 @@ POINT_COLUMNS = (
 
 def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: dict[str, float],
                     warmup_frac: float) -> dict:
-    """points.csv row for one point. `req`/`chunks` hold only this point's rows."""
+    """points.csv row for one point. `req`/`chunks` hold only this point's rows (content chunks)."""
+    return summarize_view(PointView.build(facts, req, chunks, warmup_frac), facts, slos)
+
+
+def summarize_view(v: PointView, facts: dict, slos: dict[str, float]) -> dict:
     row: dict = {c: math.nan for c in POINT_COLUMNS}
-    mode = facts["mode"]
-    row.update(point=facts["point"], mode=mode, load=facts["load"], workers=facts.get("workers", 1),
-               concurrency=facts["load"] if mode == "concurrency" else math.nan,
-               rate_target=facts["load"] if mode == "rate" else math.nan)
-    n = len(req)
-    err = req["error"].astype(str).to_numpy() if n else np.array([], dtype=str)
-    cancelled = err == "cancelled"
-    ok = err == ""
-    n_ok, n_cancel = int(ok.sum()), int(cancelled.sum())
-    n_err = n - n_ok - n_cancel
-    kinds = pd.Series(err[~ok & ~cancelled]).value_counts()
-    row.update(requests=n, ok=n_ok, errors=n_err, cancelled=n_cancel,
-               error_rate=(n_err / (n - n_cancel)) if n - n_cancel else math.nan,
-               error_kinds=";".join(f"{k}:{v}" for k, v in kinds.items()))
-    if n == 0:
+    row.update(identity(v, facts))
+    row.update(counts(v))
+    if v.n == 0:
         row.update(trusted=False, trust_reason="no requests were sent", slo_met="")
         return row
+    for part in (latency, throughput, tokens):
+        row.update(part(v))
+    row.update(client(v, facts))
+    row.update(slo_verdict(v, row, slos))
+    row.update(server_ttft(facts, row["ttft_p50_ms"]))
+    row.update(trust(v, row, facts))
+    return row
 
-    send = req["send_ns"].to_numpy(np.int64)
-    end = req["end_ns"].to_numpy(np.int64)
-    per = m.per_request(req)
-    out_tok, ttft, e2e, itl_tok, tpot = (per[k] for k in ("out_tokens", "ttft", "e2e", "itl_token", "tpot"))
 
-    start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
-    window_s = (stop_ns - start_ns) / 1e9
-    in_window = ok & (send >= start_ns) & (send <= stop_ns)
-    row.update(window_s=window_s, steady=steady,
-               duration_s=(int(end.max()) - int(send.min())) / 1e9)
+def identity(v: PointView, facts: dict) -> dict:
+    concurrency = v.mode == "concurrency"
+    return dict(point=facts["point"], mode=v.mode, load=facts["load"], workers=facts.get("workers", 1),
+                concurrency=facts["load"] if concurrency else math.nan,
+                rate_target=facts["load"] if v.mode == "rate" else math.nan)
 
-    rid = req["request"].to_numpy(np.int64)
-    ok_ids = set(rid[ok].tolist())
-    ch = chunks[chunks["request"].isin(ok_ids)] if len(chunks) else chunks
-    gaps = m.chunk_gaps(ch["request"], ch["t_ns"]) if len(ch) else np.empty(0)
-    for lat, values in (("ttft", ttft[in_window]), ("itl", gaps), ("itl_token", itl_tok[in_window]),
-                        ("tpot", tpot[in_window]), ("e2e", e2e[in_window])):
-        for s, v in m.stats(values).items():
-            row[f"{lat}_{s}_ms"] = v * 1e3
 
-    chunk_tok = (m.chunk_token_estimates(ch["request"], ch["tokens"], rid, out_tok, req["n_content_chunks"])
-                 if len(ch) else np.empty(0))
-    t_chunks = ch["t_ns"].to_numpy(np.int64) if len(ch) else np.empty(0, np.int64)
-    out_in_window = m.tokens_in_window(t_chunks, chunk_tok, start_ns, stop_ns)
-    prompt = np.where(req["usage_prompt_tokens"].to_numpy() >= 0, req["usage_prompt_tokens"], req["input_tokens"])
-    sent_in_window = (send >= start_ns) & (send <= stop_ns)
-    ended_in_window = ok & (end >= start_ns) & (end <= stop_ns)
-    row.update(input_tokens=float(prompt[sent_in_window].sum()), output_tokens=out_in_window,
-               input_tokens_total=float(prompt[ok].sum()), output_tokens_total=float(out_tok[ok].sum()))
-    whole_s = row["duration_s"]
+def counts(v: PointView) -> dict:
+    n_ok, n_cancel = int(v.ok.sum()), int(v.cancelled.sum())
+    n_err = v.n - n_ok - n_cancel
+    kinds = pd.Series(v.error[v.failed]).value_counts()
+    return dict(requests=v.n, ok=n_ok, errors=n_err, cancelled=n_cancel,
+                error_rate=(n_err / (v.n - n_cancel)) if v.n - n_cancel else math.nan,
+                error_kinds=";".join(f"{k}:{c}" for k, c in kinds.items()))
+
+
+def latency(v: PointView) -> dict:
+    """<metric>_<stat>_ms: per-request figures over the steady window, chunk gaps over every
+    successful request."""
+    w = v.in_window
+    samples = {"ttft": v.per["ttft"][w], "itl": v.gaps_s, "itl_token": v.per["itl_token"][w],
+               "tpot": v.per["tpot"][w], "e2e": v.per["e2e"][w]}
+    return {f"{lat}_{s}_ms": x * 1e3 for lat, values in samples.items() for s, x in m.stats(values).items()}
+
+
+def throughput(v: PointView) -> dict:
+    ok, out_tok, window_s = v.ok, v.per["out_tokens"], v.window_s
+    duration_s = (int(v.end_ns.max()) - int(v.send_ns.min())) / 1e9
+    row = dict(window_s=window_s, steady=v.steady, duration_s=duration_s,
+               input_tokens=float(v.prompt_tokens[v.sent_in_window].sum()), output_tokens=v.tokens_in_window(),
+               input_tokens_total=float(v.prompt_tokens[ok].sum()), output_tokens_total=float(out_tok[ok].sum()))
     if window_s > 0:
-        row.update(req_per_s=ended_in_window.sum() / window_s, output_tok_per_s=out_in_window / window_s,
+        row.update(req_per_s=v.ended_in_window.sum() / window_s, output_tok_per_s=row["output_tokens"] / window_s,
                    input_tok_per_s=row["input_tokens"] / window_s)
-    if whole_s > 0:
-        row["output_tok_per_s_whole"] = row["output_tokens_total"] / whole_s
+    if duration_s > 0:
+        row["output_tok_per_s_whole"] = row["output_tokens_total"] / duration_s
+    return row
 
-    per_request = {"ttft": ttft, "itl": itl_tok, "tpot": tpot, "e2e": e2e}
-    if slos:
-        limits = {name.split("_", 1)[0]: v for name, v in slos.items()}
-        good = ok & m.meets_limits(per_request, limits)
-        if window_s > 0:
-            row["goodput_req_per_s"] = (good & ended_in_window).sum() / window_s
-            good_chunks = ch["request"].isin(set(rid[good].tolist())).to_numpy() if len(ch) else np.empty(0, bool)
-            row["goodput_tok_per_s"] = m.tokens_in_window(t_chunks[good_chunks], chunk_tok[good_chunks],
-                                                          start_ns, stop_ns) / window_s
-        failed = []
-        for name, limit in slos.items():
-            metric, stat = name.split("_", 1)
-            value_ms = row.get(f"{metric}_{stat}_ms", math.nan)
-            if metric == "itl":  # the per-chunk distribution is what users read as ITL percentiles
-                value_ms = row[f"itl_{stat}_ms"]
-            if not (value_ms <= limit * 1e3):
-                failed.append(f"{name}={value_ms:.1f}ms>{limit * 1e3:g}ms")
-        row["slo_met"] = not failed
-        row["slo_failed"] = ";".join(failed)
-    else:
-        row["slo_met"] = ""
-        row["slo_failed"] = ""
 
-    chunks_ok = req["n_content_chunks"].to_numpy()[ok]
-    row["tokens_per_chunk_mean"] = float(out_tok[ok].sum() / chunks_ok.sum()) if chunks_ok.sum() else math.nan
-    row["output_tokens_requested_mean"] = float(req["max_tokens"].to_numpy()[ok].mean()) if n_ok else math.nan
-    row["output_tokens_mean"] = float(out_tok[ok].mean()) if n_ok else math.nan
-    usage = req["usage_completion_tokens"].to_numpy()[ok]
-    client = req["client_output_tokens"].to_numpy()[ok]
-    row["usage_missing"] = int((usage < 0).sum())
-    both = (usage >= 0) & (client >= 0)
-    row["client_token_mismatch"] = float(np.abs(client[both] - usage[both]).sum() / usage[both].sum()) if both.any() and usage[both].sum() else math.nan
-    up = req["usage_prompt_tokens"].to_numpy()[ok]
-    inp = req["input_tokens"].to_numpy()[ok]
+def slo_verdict(v: PointView, row: dict, slos: dict[str, float]) -> dict:
+    """goodput_* (requests meeting every SLO, see profiler.slo) and slo_met / slo_failed."""
+    if not slos:
+        return dict(slo_met="", slo_failed="")
+    good = v.ok & slo_rules.requests_meeting(v.per, slos)
+    met, failed = slo_rules.evaluate_row(row, slos)
+    out = dict(slo_met=met, slo_failed=";".join(failed))
+    if v.window_s > 0:
+        out["goodput_req_per_s"] = (good & v.ended_in_window).sum() / v.window_s
+        out["goodput_tok_per_s"] = v.tokens_in_window(v.chunks_of(good)) / v.window_s
+    return out
+
+
+def tokens(v: PointView) -> dict:
+    ok, out_tok, c = v.ok, v.per["out_tokens"], v.cols
+    chunks_ok = c["n_content_chunks"][ok].sum()
+    usage, client_count = c["usage_completion_tokens"][ok], c["client_output_tokens"][ok]
+    both = (usage >= 0) & (client_count >= 0)
+    up, asked = c["usage_prompt_tokens"][ok], c["input_tokens"][ok]
     has = up >= 0
-    row["prompt_tokens_mismatch"] = float(np.abs(up[has] - inp[has]).sum() / max(1, up[has].sum())) if has.any() else math.nan
+    return dict(
+        tokens_per_chunk_mean=float(out_tok[ok].sum() / chunks_ok) if chunks_ok else math.nan,
+        output_tokens_requested_mean=float(c["max_tokens"][ok].mean()) if ok.any() else math.nan,
+        output_tokens_mean=float(out_tok[ok].mean()) if ok.any() else math.nan,
+        usage_missing=int((usage < 0).sum()),
+        client_token_mismatch=(float(np.abs(client_count[both] - usage[both]).sum() / usage[both].sum())
+                               if both.any() and usage[both].sum() else math.nan),
+        prompt_tokens_mismatch=(float(np.abs(up[has] - asked[has]).sum() / max(1, up[has].sum()))
+                                if has.any() else math.nan),
+        burst_frac=float(c["bursts"][ok].sum() / chunks_ok) if chunks_ok else math.nan)
 
-    queue_ms = (send - req["scheduled_ns"].to_numpy(np.int64)) / 1e6
-    row["client_queue_p99_ms"] = float(np.percentile(queue_ms, 99)) if mode == "rate" else 0.0
-    if mode == "rate" and n > 1:
-        span = (send.max() - send.min()) / 1e9
-        row["rate_achieved"] = (n - 1) / span if span > 0 else math.nan
-    client = facts.get("client", {})
-    row["client_cpu"] = client.get("cpu_frac_max_worker", math.nan)
-    row["loop_lag_p99_ms"] = client.get("lag_p99_ms", math.nan)
-    bursts = req["bursts"].to_numpy()[ok].sum()
-    row["burst_frac"] = float(bursts / chunks_ok.sum()) if chunks_ok.sum() else math.nan
 
-    server_hist = facts.get("server_ttft_hist")
-    if server_hist:
-        from profiler.telemetry.histograms import histogram_quantile
+def client(v: PointView, facts: dict) -> dict:
+    """How the load generator itself fared: queueing behind schedule, CPU, timestamp lag."""
+    queue_ms = (v.send_ns - v.scheduled_ns) / 1e6
+    row = dict(client_queue_p99_ms=float(np.percentile(queue_ms, 99)) if v.mode == "rate" else 0.0)
+    if v.mode == "rate" and v.n > 1:
+        span = (v.send_ns.max() - v.send_ns.min()) / 1e9
+        row["rate_achieved"] = (v.n - 1) / span if span > 0 else math.nan
+    c = facts.get("client", {})
+    row.update(client_cpu=c.get("cpu_frac_max_worker", math.nan), loop_lag_p99_ms=c.get("lag_p99_ms", math.nan))
+    return row
 
-        hist = {float(k): float(v) for k, v in server_hist.items()}
-        q = histogram_quantile(hist, 0.5)
-        if q == q:
-            row["server_ttft_p50_ms"] = q * 1e3
-            row["ttft_overhead_ms"] = row["ttft_p50_ms"] - q * 1e3
 
+def server_ttft(facts: dict, ttft_p50_ms: float) -> dict:
+    """The server's own TTFT median (its histogram's delta over the point) and the client's overhead."""
+    hist = facts.get("server_ttft_hist")
+    if not hist:
+        return {}
+    from profiler.telemetry.histograms import histogram_quantile
+
+    q = histogram_quantile({float(k): float(x) for k, x in hist.items()}, 0.5)
+    if q != q:
+        return {}
+    return dict(server_ttft_p50_ms=q * 1e3, ttft_overhead_ms=ttft_p50_ms - q * 1e3)
+
+
+def trust(v: PointView, row: dict, facts: dict) -> dict:
+    """trusted / trust_reason: the rules in the module docstring."""
     reasons = []
     if row["client_cpu"] >= CPU_SATURATED:
         reasons.append(f"client CPU {row['client_cpu']:.0%} of a core")
     if row["loop_lag_p99_ms"] > max(LAG_P99_LIMIT_MS, 0.2 * row["itl_p50_ms"]):
         reasons.append(f"client timestamp lag p99 {row['loop_lag_p99_ms']:.1f} ms")
-    if mode == "rate":
+    if v.mode == "rate":
         if row["rate_achieved"] < RATE_SHORTFALL * facts["load"]:
             reasons.append(f"achieved {row['rate_achieved']:.2f} req/s of {facts['load']:g} target")
         if row["client_queue_p99_ms"] > QUEUE_P99_LIMIT_MS:
             reasons.append(f"client queue p99 {row['client_queue_p99_ms']:.1f} ms")
-    if n_ok == 0:
+    if not v.ok.any():
         reasons.append("no successful request")
-    row["trusted"] = not reasons
-    row["trust_reason"] = "; ".join(reasons)
-    return row
+    return dict(trusted=not reasons, trust_reason="; ".join(reasons))

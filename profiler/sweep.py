@@ -5,138 +5,25 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
-from backends.http_stream import parse_url
-from backends.openai import OpenAICodec
-from backends.records import ERR_CONNECT, RawStream
+from backends.records import ERR_CONNECT
 from profiler import runfolder as rf
-from profiler.loadgen import (
-    START_MARGIN_NS,
-    PointJob,
-    WorkerPool,
-    default_workers,
-    open_connection,
-    split_closed,
-    split_open,
-)
+from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
+from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
 from profiler.spec import SweepSpec
 from workloads.arrivals import arrival_offsets
 from workloads.lengths import parse_length
-from workloads.prompts import calibrate_prompt, load_tokenizer
 from workloads.requests import RequestSpec, build_requests
 
 DURATION_POOL = 2000  # distinct requests cycled through in --duration mode
-
-
-class SweepError(Exception):
-    """A sweep could not start or continue; the message is one line for the user."""
-
-
-@dataclass
-class Target:
-    url: str
-    model: str
-    api: str = "chat"
-    backend: str = "openai"
-    api_key_env: str = ""
-    tokenizer: str = ""
-    extra_manifest: dict = field(default_factory=dict)
-
-
-def resolve_model(target: Target) -> Target:
-    """Check the endpoint speaks the API and serves the model; pick its model when none is given."""
-    headers = {}
-    if target.api_key_env:
-        import os
-
-        key = os.environ.get(target.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-    try:
-        models = control.list_models(target.url, headers)
-    except control.ControlError as e:
-        raise SweepError(str(e)) from None
-    if not models:
-        raise SweepError(f"{target.url} serves no model")
-    if not target.model:
-        target.model = models[0]
-    elif target.model not in models:
-        raise SweepError(f"model {target.model!r} is not served at {target.url}; it serves: {', '.join(models)}")
-    return target
-
-
-def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], seed: int) -> list[RequestSpec]:
-    """`n` requests for one point. Each point gets its own seed, so its prompts are new to the
-    server: a prefix cache (on by default in vLLM) cannot serve a later point's prefill from an
-    earlier point's prompts."""
-    in_len = parse_length(spec.input_tokens)
-    out_len = parse_length(spec.output_tokens)
-    tok = load_tokenizer(target.tokenizer) if target.tokenizer else None
-    reqs = build_requests(n, in_len, out_len, seed, tokenizer=tok)
-    if tok is None and target.backend == "openai":
-        count_fn = control.tokenize_counter(target.url, target.model, target.api)
-        if count_fn is None:
-            notices.append("no local tokenizer and no /tokenize on the server: prompt lengths are approximate "
-                           "(one common word per token); the server's usage gives the true count")
-        else:
-            rng = np.random.default_rng(seed + 7)
-            calibrated = []
-            for r in reqs:
-                try:
-                    prompt, count = calibrate_prompt(r.input_tokens, count_fn, rng)
-                except control.ControlError as e:
-                    raise SweepError(f"server at {target.url} stopped answering while prompts were built: {e}") from None
-                calibrated.append(RequestSpec(r.index, prompt, count, r.max_tokens, count == r.input_tokens))
-            reqs = calibrated
-            exact = sum(r.input_exact for r in reqs)
-            notices.append(f"prompt lengths calibrated with the server's /tokenize ({exact} of {len(reqs)} exact)")
-    return reqs
-
-
-def make_codec(target: Target):
-    endpoint = parse_url(target.url)
-    if target.backend == "openai":
-        return OpenAICodec(endpoint, target.model, api=target.api, api_key_env=target.api_key_env)
-    from backends import triton
-
-    return triton.make_codec(endpoint, target)
-
-
-def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> dict:
-    """Short requests before the sweep, so a wrong endpoint fails fast with its reason.
-
-    Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
-    to measure. Anything else (not streaming, refused, 4xx) stops the sweep before it starts.
-    """
-    from dataclasses import replace
-
-    probe = codec.request_bytes(replace(requests[0], max_tokens=2))
-    for _ in range(3):
-        conn = open_connection(codec, codec.endpoint, timeout_s)
-        raw = RawStream()
-        try:
-            conn.stream(probe, raw, time.perf_counter_ns() + int(timeout_s * 1e9))
-        finally:
-            conn.close()
-        parsed = codec.parse(raw)
-        if not parsed.error or raw.status >= 500:
-            if not parsed.error:
-                return {"requests": 1, "max_tokens": 2, "usage_prompt_tokens": parsed.usage_prompt_tokens,
-                        "usage_completion_tokens": parsed.usage_completion_tokens,
-                        "note": "one short request before the first point; not in requests.parquet"}
-            continue
-        raise SweepError(f"test request to {codec.endpoint.host_header} failed: {parsed.error_detail or parsed.error}")
-    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx to all three; sweep goes on"}
 
 
 def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
@@ -174,82 +61,101 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
         telemetry = telemetry()
-
     run_dir = rf.new_run_dir(out_dir)
     manifest = rf.start_manifest(
         run_dir, command=command or sys.argv,
         endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-        preflight=pre,
-        spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
-    workers = spec.workers or max(default_workers(spec.mode, load) for load in spec.loads)
-    metrics_url = target.url.rstrip("/") + "/metrics"
-    req_tables: list[pa.Table] = []
-    chunk_tables: list[pa.Table] = []
-    samples: list = []
+        preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
+    writer = rf.RunWriter(run_dir)
+    pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
     points = pd.DataFrame()
-    pool = WorkerPool(workers)
     try:
-        if telemetry is not None:
-            telemetry.start()
-            manifest["gpus"] = telemetry.gpu_info()
-        if pricing is not None:  # priced now so points.csv carries cost columns as the sweep goes
-            manifest["pricing"] = pricing(manifest.get("gpus") or [])
-        rf.write_json(run_dir / rf.MANIFEST, manifest)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False,
-                      refresh_per_second=2,  # the display shares the client's cores: keep it rare
-                      disable=not console.is_terminal) as progress:
+        _start_telemetry(telemetry, pricing, manifest, run_dir)
+        page = telemetry.server_metrics_url if telemetry is not None else None
+        with _progress(console) as progress:
             for i, load in enumerate(spec.loads):
-                label = f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
-                total = spec.requests_for(load) if spec.duration_s is None else None
-                task = progress.add_task(label, total=total)
-                if telemetry is not None:
-                    telemetry.sample_now()  # a reading just before the point, for counters
-                before = control.scrape(metrics_url)
-                live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 requests, payloads = first if i == 0 else workload(i, load)
-                facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers, live)
-                if telemetry is not None:
-                    telemetry.sample_now()  # and one just after it
-                after = control.scrape(metrics_url)
-                hist = _server_ttft_hist(before, after)
-                if hist:
-                    facts["server_ttft_hist"] = hist
-                records = [r for res in results for r in res.records]
-                req_tables.append(rf.records_table(records))
-                chunk_tables.append(rf.chunks_table(
-                    [i] * sum(len(res.chunk_t_ns) for res in results),
-                    [x for res in results for x in res.chunk_request],
-                    [x for res in results for x in res.chunk_t_ns],
-                    [x for res in results for x in res.chunk_tokens],
-                    [x for res in results for x in res.chunk_content]))
-                if telemetry is not None:
-                    samples.extend(telemetry.drain())
-                    rf.write_samples(run_dir, samples)
-                rf.write_table(run_dir / rf.REQUESTS, req_tables)
-                rf.write_table(run_dir / rf.CHUNKS, chunk_tables)
-                rf.append_point_facts(run_dir, facts)
+                task = progress.add_task(_label(spec, i, load),
+                                         total=spec.requests_for(load) if spec.duration_s is None else None)
+                live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                facts, results = _measure_point(pool, spec, target, codec, requests, payloads, i, load,
+                                                len(pool), live, telemetry, page)
+                n = _record_point(writer, facts, results, telemetry)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
-                progress.update(task, completed=len(records), total=len(records))
+                progress.update(task, completed=n, total=n)
                 if on_point:
                     on_point(points.iloc[-1])
-                errs = [res.error for res in results if res.error]
-                if errs:
-                    raise SweepError(f"load generator failed at point {i}: {errs[0]}")
-                if records and all(r.error == ERR_CONNECT for r in records):
-                    raise SweepError(f"server at {target.url} stopped answering at point {i}; "
-                                     f"{i} finished point(s) kept in {run_dir}")
+                _stop_if_broken(results, i, target, run_dir)
     finally:
         pool.close()
-        if telemetry is not None:
-            telemetry.stop()
-            manifest["telemetry"] = {"notices": telemetry.notices, "errors": dict(telemetry.errors)}
-            samples.extend(telemetry.drain())
-            rf.write_samples(run_dir, samples)
-        manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        rf.write_json(run_dir / rf.MANIFEST, manifest)
+        _finish(telemetry, writer, manifest, run_dir)
     return run_dir, points
+
+
+def _label(spec: SweepSpec, i: int, load) -> str:
+    return f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False,
+                    refresh_per_second=2,  # the display shares the client's cores: keep it rare
+                    disable=not console.is_terminal)
+
+
+def _start_telemetry(telemetry, pricing, manifest: dict, run_dir: Path) -> None:
+    if telemetry is not None:
+        telemetry.start()
+        manifest["gpus"] = telemetry.gpu_info()
+    if pricing is not None:  # priced now so points.csv carries cost columns as the sweep goes
+        manifest["pricing"] = pricing(manifest.get("gpus") or [])
+    rf.write_json(run_dir / rf.MANIFEST, manifest)
+
+
+def _measure_point(pool, spec, target, codec, requests, payloads, i, load, workers, live, telemetry, page):
+    """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
+    if telemetry is not None:
+        telemetry.sample_now()  # a reading just before the point, for counters
+    before = control.scrape(page) if page else None
+    facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers, live)
+    if telemetry is not None:
+        telemetry.sample_now()  # and one just after it
+    hist = _server_ttft_hist(before, control.scrape(page) if page else None)
+    if hist:
+        facts["server_ttft_hist"] = hist
+    return facts, results
+
+
+def _record_point(writer: rf.RunWriter, facts: dict, results, telemetry) -> int:
+    """Write the point's requests, chunks, telemetry and raw facts; returns its request count."""
+    records = [r for res in results for r in res.records]
+    columns = ("chunk_request", "chunk_t_ns", "chunk_tokens", "chunk_content")
+    chunks = [[x for res in results for x in getattr(res, c)] for c in columns]
+    writer.add_point(facts, rf.records_table(records),
+                     rf.chunks_table([facts["point"]] * len(chunks[0]), *chunks))
+    if telemetry is not None:
+        writer.add_samples(telemetry.drain())
+    return len(records)
+
+
+def _stop_if_broken(results, i: int, target: Target, run_dir: Path) -> None:
+    errs = [res.error for res in results if res.error]
+    if errs:
+        raise SweepError(f"load generator failed at point {i}: {errs[0]}")
+    records = [r for res in results for r in res.records]
+    if records and all(r.error == ERR_CONNECT for r in records):
+        raise SweepError(f"server at {target.url} stopped answering at point {i}; "
+                         f"{i} finished point(s) kept in {run_dir}")
+
+
+def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> None:
+    if telemetry is not None:
+        telemetry.stop()
+        manifest["telemetry"] = {"notices": telemetry.notices, "errors": dict(telemetry.errors)}
+        writer.add_samples(telemetry.drain())
+    manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
 def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, requests, payloads, point: int,

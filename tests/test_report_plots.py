@@ -9,7 +9,8 @@ from test_report_fixture import PRICING, build_run
 
 from profiler import runfolder as rf
 from profiler.report import plots
-from profiler.report.samples import load_run, run_samples
+from profiler.report.samples import run_samples
+from profiler.runread import load_run
 
 
 def _lines(fig):

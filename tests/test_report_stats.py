@@ -9,7 +9,8 @@ from test_report_fixture import build_run
 
 from profiler import runfolder as rf
 from profiler.report import stats as st
-from profiler.report.samples import load_run, run_samples
+from profiler.report.samples import run_samples
+from profiler.runread import load_run
 
 
 @pytest.mark.parametrize("stat", ["mean", "p50", "p90", "p99", "p999"])

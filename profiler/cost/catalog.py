@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiler.errors import UserError
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PRICES_CSV = DATA_DIR / "gpu_prices.csv"
 
@@ -49,7 +51,7 @@ def load_catalog(path: Path | str = PRICES_CSV) -> list[PriceRow]:
         reader = csv.DictReader(fh)
         missing = [c for c in ("gpu", "provider", "usd_per_gpu_hour") if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{p}: not a GPU price catalog, missing columns {missing}; "
+            raise UserError(f"{p}: not a GPU price catalog, missing columns {missing}; "
                              f"expected {', '.join(CATALOG_COLUMNS)}")
         rows = []
         for i, r in enumerate(reader, start=2):
@@ -66,7 +68,7 @@ def load_catalog(path: Path | str = PRICES_CSV) -> list[PriceRow]:
                     as_of=r.get("as_of", "") or "",
                 ))
             except ValueError as e:
-                raise ValueError(f"{p}:{i}: bad number in price row ({e})") from e
+                raise UserError(f"{p}:{i}: bad number in price row ({e})") from e
     return rows
 
 

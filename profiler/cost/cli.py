@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from profiler.errors import UserError
+from profiler.runread import parse_flag
+from profiler.slo import format_slos, parse_slos
+
 from . import fmt
 from .catalog import load_catalog, write_catalog
 from .compare_hosted import compare_hosted
@@ -24,12 +28,11 @@ from .hosted import SNAPSHOT_PATH, find_hosted, load_snapshot, update_snapshot
 from .model import add_cost_columns, cheapest_slo_point, point_tokens
 from .pricing import PRICES_YAML_DOC, PRICINGS, Pricing, resolve_pricing
 from .roofline import add_sol_columns, gpu_spec, load_model_spec
-from .run import apply_slos, detected_gpu, fmt_slos, gpu_count, load_run, parse_slo_text, run_model
+from .run import apply_slos, detected_gpu, gpu_count, load_run, run_model
 from .sizing import size_fleet
 from .skypilot import import_skypilot
 
 FORMATS = ("table", "json", "csv", "markdown")
-EXIT_USAGE = 2
 
 
 def _pricing_kind(text: str) -> str:
@@ -95,9 +98,10 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _slo_text(v: object) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
+    met = parse_flag(v)
+    if met is pd.NA:
         return "-"
-    return "yes" if str(v).strip().lower() in ("true", "1", "1.0", "yes") else "no"
+    return "yes" if met else "no"
 
 
 POINT_TABLE: list[fmt.Column] = [
@@ -135,7 +139,7 @@ def cost_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
     notices: list[str] = []
     slos = manifest.get("slos") or {}
     if getattr(args, "slo", None):
-        slos = parse_slo_text(args.slo)
+        slos = parse_slos(args.slo)
         df = apply_slos(df, slos)
     detected = detected_gpu(manifest, df)
     pricing = _run_pricing(args, manifest, detected)
@@ -177,7 +181,7 @@ def cost_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
             for name in compare:  # still validate names: a typo should fail loudly
                 find_hosted(name)
     elif len(costed):
-        notices.append("no sweep point meets the SLOs" + (f" ({fmt_slos(slos)})" if slos else ""))
+        notices.append("no sweep point meets the SLOs" + (f" ({format_slos(slos)})" if slos else ""))
     return {
         "run": str(run_dir), "model": run_model(manifest), "gpus": n_gpus, "gpu": gpu_name,
         "slos": slos, "pricing": pricing.to_dict(), "points": _records(costed),
@@ -200,7 +204,7 @@ def _print_cost(rep: dict, style: str) -> None:
     print(f"run: {rep['run']}  model: {rep['model'] or '-'}  GPUs: {rep['gpus']:g} x {rep['gpu'] or '?'}")
     print(_pricing_line(p))  # type: ignore[arg-type]
     if rep["slos"]:
-        print(f"SLOs: {fmt_slos(rep['slos'])}")
+        print(f"SLOs: {format_slos(rep['slos'])}")
     print()
     print(fmt.render(rep["points"], cols, style))
     c = rep["cheapest_slo_point"]
@@ -245,7 +249,7 @@ def _float(text: str) -> float:
 def size_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
     """Everything `inferprof size` prints, as a dict."""
     df, manifest = load_run(run_dir)
-    slos = parse_slo_text(args.slo) if getattr(args, "slo", None) else None
+    slos = parse_slos(args.slo) if getattr(args, "slo", None) else None
     detected = detected_gpu(manifest, df)
     primary = _run_pricing(args, manifest, detected)
     kind = primary.pricing
@@ -289,7 +293,7 @@ def _print_size(rep: dict, style: str) -> None:
     unit = {"rps": "req/s", "output_tokens_per_day": "output tokens/day", "tokens_per_day": "tokens/day"}[s["target_kind"]]
     rows = [
         ("target", f"{_target_text(s['target'])} {unit}"),
-        ("SLOs", fmt_slos(rep["slos"]) if rep["slos"] else "none (every point counts)"),
+        ("SLOs", format_slos(rep["slos"]) if rep["slos"] else "none (every point counts)"),
         ("sized on point", f"{s['point']} (load {s['load']:g}), {s['capacity_metric']} "
                            f"= {s['capacity_per_gpu']:.4g}/s per GPU"),
         ("headroom", fmt.pct(s["headroom"])),
@@ -354,7 +358,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
     if args.import_skypilot:
         missing = [f for f in args.import_skypilot if not Path(f).is_file()]
         if missing:
-            raise ValueError(f"file not found: {missing[0]}")
+            raise UserError(f"file not found: {missing[0]}")
         rows = import_skypilot(args.import_skypilot)
         if args.out:
             write_catalog(rows, args.out)
@@ -450,21 +454,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_prices)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (like the main CLI)
-        raise ValueError(message)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: python -m profiler.cost.cli {cost,size,prices} ..."""
-    parser = _Parser(prog="inferprof")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    try:
-        args = parser.parse_args(argv)
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"inferprof: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    """Standalone entry: python -m profiler.cost.cli {cost,size,prices} ... (the main CLI's)."""
+    from profiler.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from profiler.errors import UserError
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SNAPSHOT_PATH = DATA_DIR / "hosted_prices.json"
 ALIASES_PATH = DATA_DIR / "model_aliases.yaml"
@@ -126,20 +128,20 @@ def fetch_litellm_prices(workdir: Path, timeout_s: float = 300) -> tuple[dict, s
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"pip download litellm timed out after {timeout_s:.0f}s") from e
+        raise UserError(f"pip download litellm timed out after {timeout_s:.0f}s") from e
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise RuntimeError(f"pip download litellm failed: {last}")
+        raise UserError(f"pip download litellm failed: {last}")
     wheels = sorted(Path(workdir).glob("litellm-*.whl"))
     if not wheels:
-        raise RuntimeError("pip download litellm produced no wheel")
+        raise UserError("pip download litellm produced no wheel")
     wheel = wheels[-1]
     version = wheel.name.split("-")[1]
     with zipfile.ZipFile(wheel) as zf:
         try:
             raw = json.loads(zf.read(LITELLM_MEMBER))
         except KeyError as e:
-            raise RuntimeError(f"{wheel.name} has no {LITELLM_MEMBER}") from e
+            raise UserError(f"{wheel.name} has no {LITELLM_MEMBER}") from e
     return raw, version
 
 
@@ -149,7 +151,7 @@ def update_snapshot(out: Path = SNAPSHOT_PATH, date: str | None = None) -> dict:
         raw, version = fetch_litellm_prices(Path(tmp))
     snap = build_snapshot(raw, version, date or _dt.date.today().isoformat())
     if not snap["models"]:
-        raise RuntimeError("litellm price file had no priced chat models; snapshot not replaced")
+        raise UserError("litellm price file had no priced chat models; snapshot not replaced")
     dump_snapshot(snap, Path(out))
     return snap
 
@@ -217,4 +219,4 @@ def find_hosted(model: str, prices: dict[str, HostedPrice] | None = None,
         return sorted(found, key=lambda h: (h.input + h.output, h.key))
     close = difflib.get_close_matches(model, list(prices) + list(aliases), n=5, cutoff=0.5)
     hint = f"; close matches: {', '.join(close)}" if close else f"; alias groups: {', '.join(aliases)}"
-    raise ValueError(f"no hosted price for model {model!r}{hint}")
+    raise UserError(f"no hosted price for model {model!r}{hint}")

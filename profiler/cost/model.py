@@ -36,6 +36,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from profiler.runread import flag, numeric, parse_flag
+
 SECONDS_PER_HOUR = 3600.0
 JOULES_PER_KWH = 3.6e6
 API_OUTPUT_INPUT_RATIO = 4.0
@@ -112,16 +114,11 @@ def cost_per_1m_from_rate(gpus: float, usd_per_gpu_hour: float, tok_per_s: float
     return usd_per_million(gpus * usd_per_gpu_hour, tok_per_s * SECONDS_PER_HOUR)
 
 
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    if name in df.columns:
-        return pd.to_numeric(df[name], errors="coerce")
-    return pd.Series(np.nan, index=df.index, dtype=float)
-
 
 def point_tokens(df: pd.DataFrame, kind: str) -> pd.Series:
     """Tokens of kind "input"/"output" per point: counts, else rate × window_s."""
-    counts = _col(df, f"{kind}_tokens")
-    from_rate = _col(df, f"{kind}_tok_per_s") * _col(df, "window_s")
+    counts = numeric(df, f"{kind}_tokens")
+    from_rate = numeric(df, f"{kind}_tok_per_s") * numeric(df, "window_s")
     return counts.where(counts > 0, from_rate)
 
 
@@ -129,7 +126,7 @@ def point_gpus(df: pd.DataFrame, gpus: float | None = None) -> pd.Series:
     """GPUs per point: the explicit ``gpus`` else the ``gpu_count`` column, else 1."""
     if gpus is not None:
         return pd.Series(float(gpus), index=df.index)
-    g = _col(df, "gpu_count")
+    g = numeric(df, "gpu_count")
     return g.where(g > 0, 1.0)
 
 
@@ -145,10 +142,10 @@ def add_cost_columns(points_df: pd.DataFrame, pricing, gpus: float | None = None
     kwh = getattr(pricing, "energy_usd_per_kwh", None)
     pue = getattr(pricing, "pue", 1.0) or 1.0
     g = point_gpus(df, gpus)
-    window = _col(df, "window_s")
+    window = numeric(df, "window_s")
     tin = point_tokens(df, "input")
     tout = point_tokens(df, "output")
-    energy = _col(df, "energy_j")
+    energy = numeric(df, "energy_j")
 
     df["usd_per_gpu_hour"] = float("nan") if price is None else float(price)
     gcost = [gpu_cost_usd(a, price, w) for a, w in zip(g, window, strict=True)]
@@ -170,12 +167,9 @@ def slo_met_mask(points_df: pd.DataFrame) -> pd.Series:
 
     "All True" when no SLO was set (column absent or entirely empty): every point counts.
     """
-    if "slo_met" not in points_df.columns:
+    if "slo_met" not in points_df.columns or points_df["slo_met"].map(parse_flag).isna().all():
         return pd.Series(True, index=points_df.index)
-    col = points_df["slo_met"]
-    if col.isna().all() or (col.astype(str).str.strip() == "").all():
-        return pd.Series(True, index=points_df.index)
-    return col.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes"))
+    return flag(points_df, "slo_met", False)
 
 
 def cheapest_slo_point(points_df: pd.DataFrame) -> pd.Series | None:
@@ -190,14 +184,14 @@ def cheapest_slo_point(points_df: pd.DataFrame) -> pd.Series | None:
     df = points_df[slo_met_mask(points_df)]
     if df.empty:
         return None
-    if "usd_per_1m_output" in df.columns and pd.to_numeric(df["usd_per_1m_output"], errors="coerce").notna().any():
-        key = pd.to_numeric(df["usd_per_1m_output"], errors="coerce")
+    if numeric(df, "usd_per_1m_output").notna().any():
+        key = numeric(df, "usd_per_1m_output")
     else:
-        key = -(_col(df, "output_tok_per_s") / point_gpus(df))
-        key = key.where(_col(df, "output_tok_per_s") > 0)
+        key = -(numeric(df, "output_tok_per_s") / point_gpus(df))
+        key = key.where(numeric(df, "output_tok_per_s") > 0)
     key = key[np.isfinite(key)]
     if key.empty:
         return None
-    load = _col(df.loc[key.index], "load").fillna(0)
+    load = numeric(df.loc[key.index], "load").fillna(0)
     order = sorted(key.index, key=lambda i: (key[i], load[i]))
     return df.loc[order[0]]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from profiler.errors import UserError
+
 from .catalog import PriceRow, load_catalog
 from .gpus import KNOWN_GPUS, canonical_gpu
 
@@ -88,9 +90,9 @@ def _positive(v: object, what: str, path: str) -> float:
     try:
         f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: {what} must be a number, got {v!r}") from None
+        raise UserError(f"{path}: {what} must be a number, got {v!r}") from None
     if f < 0:
-        raise ValueError(f"{path}: {what} must be >= 0, got {f}")
+        raise UserError(f"{path}: {what} must be >= 0, got {f}")
     return f
 
 
@@ -101,28 +103,28 @@ def load_prices_yaml(path: Path | str) -> PricesFile:
         with open(p) as fh:
             doc = yaml.safe_load(fh)
     except FileNotFoundError:
-        raise ValueError(f"prices file not found: {p}") from None
+        raise UserError(f"prices file not found: {p}") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
-        raise ValueError(f"{p}: invalid YAML{where}; expected keys gpus, provider, energy_usd_per_kwh, pue") from None
+        raise UserError(f"{p}: invalid YAML{where}; expected keys gpus, provider, energy_usd_per_kwh, pue") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ValueError(f"{p}: top level must be a mapping with keys gpus, provider, energy_usd_per_kwh, pue")
+        raise UserError(f"{p}: top level must be a mapping with keys gpus, provider, energy_usd_per_kwh, pue")
     unknown = set(doc) - {"gpus", "provider", "energy_usd_per_kwh", "pue", "as_of", "source"}
     if unknown:
-        raise ValueError(f"{p}: unknown keys {sorted(unknown)}; known: gpus, provider, energy_usd_per_kwh, pue")
+        raise UserError(f"{p}: unknown keys {sorted(unknown)}; known: gpus, provider, energy_usd_per_kwh, pue")
     gpus: dict[str, dict[str, float]] = {}
     raw_gpus = doc.get("gpus") or {}
     if not isinstance(raw_gpus, dict):
-        raise ValueError(f"{p}: gpus must map a GPU id to a price or {{on_demand: X, spot: Y}}")
+        raise UserError(f"{p}: gpus must map a GPU id to a price or {{on_demand: X, spot: Y}}")
     for name, val in raw_gpus.items():
         gid = canonical_gpu(str(name)) or str(name).strip().lower()
         if isinstance(val, dict):
             bad = set(val) - set(PRICINGS)
             if bad:
-                raise ValueError(f"{p}: gpus.{name} has unknown keys {sorted(bad)}; known: on_demand, spot")
+                raise UserError(f"{p}: gpus.{name} has unknown keys {sorted(bad)}; known: on_demand, spot")
             gpus[gid] = {k: _positive(v, f"gpus.{name}.{k}", p) for k, v in val.items()}
         else:
             gpus[gid] = {"on_demand": _positive(val, f"gpus.{name}", p)}
@@ -138,7 +140,7 @@ def load_prices_yaml(path: Path | str) -> PricesFile:
 def _resolve_gpu(gpu: str | None, known: list[str]) -> str:
     gid = canonical_gpu(gpu) or str(gpu).strip().lower()
     if gid not in known:
-        raise ValueError(f"unknown GPU {gpu!r}; known GPUs: {', '.join(known)}")
+        raise UserError(f"unknown GPU {gpu!r}; known GPUs: {', '.join(known)}")
     return gid
 
 
@@ -164,13 +166,13 @@ def resolve_pricing(
     the median across providers of each provider's cheapest row.
     """
     if pricing not in PRICINGS:
-        raise ValueError(f"unknown pricing {pricing!r}; choose one of: {', '.join(PRICINGS)}")
+        raise UserError(f"unknown pricing {pricing!r}; choose one of: {', '.join(PRICINGS)}")
     if gpu_price is not None and gpu_price < 0:
-        raise ValueError(f"--gpu-price must be >= 0, got {gpu_price}")
+        raise UserError(f"--gpu-price must be >= 0, got {gpu_price}")
     if energy_price is not None and energy_price < 0:
-        raise ValueError(f"--energy-price must be >= 0, got {energy_price}")
+        raise UserError(f"--energy-price must be >= 0, got {energy_price}")
     if pue is not None and pue < 1.0:
-        raise ValueError(f"--pue must be >= 1.0, got {pue}")
+        raise UserError(f"--pue must be >= 1.0, got {pue}")
 
     yaml_file: PricesFile | None = None
     catalog_path: str | Path | None = None
@@ -182,7 +184,7 @@ def resolve_pricing(
     try:
         catalog = load_catalog(catalog_path) if catalog_path else load_catalog()
     except FileNotFoundError:
-        raise ValueError(f"prices file not found: {catalog_path}") from None
+        raise UserError(f"prices file not found: {catalog_path}") from None
 
     energy = energy_price if energy_price is not None else (yaml_file.energy_usd_per_kwh if yaml_file else None)
     pue_v = pue if pue is not None else (yaml_file.pue if yaml_file and yaml_file.pue is not None else 1.0)
@@ -206,7 +208,7 @@ def resolve_pricing(
     if yaml_file and gid in yaml_file.gpus:
         price = yaml_file.gpus[gid].get(pricing)
         if price is None:
-            raise ValueError(f"{yaml_file.path}: gpus.{gid} has no {pricing} price; it has: "
+            raise UserError(f"{yaml_file.path}: gpus.{gid} has no {pricing} price; it has: "
                              f"{', '.join(yaml_file.gpus[gid])}")
         return Pricing(gpu=gid, provider=provider or yaml_file.provider, usd_per_gpu_hour=price,
                        source=f"prices file {yaml_file.path}", notice=notice, **common)
@@ -222,11 +224,11 @@ def resolve_pricing(
         providers = sorted({r.provider for r in rows})
         rows = [r for r in rows if r.provider == prov]
         if not rows:
-            raise ValueError(f"no {gid} price for provider {provider!r}; providers with {gid}: "
+            raise UserError(f"no {gid} price for provider {provider!r}; providers with {gid}: "
                              f"{', '.join(providers) or 'none'}")
         row = _pick_row(rows, pricing)
         if row is None:
-            raise ValueError(f"provider {prov} has no {pricing} price for {gid}; try --pricing on_demand or --gpu-price")
+            raise UserError(f"provider {prov} has no {pricing} price for {gid}; try --pricing on_demand or --gpu-price")
         return Pricing(gpu=gid, provider=row.provider, usd_per_gpu_hour=row.price(pricing),
                        source=f"catalog: cheapest {row.provider} row ({row.instance_type}, {row.region}): {row.source}",
                        as_of=row.as_of, instance_type=row.instance_type,

@@ -29,8 +29,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from profiler.errors import UserError
+from profiler.runread import numeric
 
 from .gpus import canonical_gpu
 
@@ -109,7 +111,7 @@ def gpu_spec(name: str) -> GpuSpec:
     specs = gpu_specs()
     gid = canonical_gpu(name) or str(name).strip().lower()
     if gid not in specs:
-        raise ValueError(f"no specs for GPU {name!r}; known GPUs: {', '.join(specs)}")
+        raise UserError(f"no specs for GPU {name!r}; known GPUs: {', '.join(specs)}")
     return specs[gid]
 
 
@@ -199,11 +201,11 @@ def load_model_spec(model: str) -> ModelSpec:
         try:
             return model_spec_from_hf_config(json.loads(p.read_text()), name=str(model))
         except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"{p}: cannot read model size from config.json ({e})") from None
+            raise UserError(f"{p}: cannot read model size from config.json ({e})") from None
     names = _model_names()
     key = names.get(str(model).strip().lower())
     if key is None:
-        raise ValueError(f"no size for model {model!r}; give a config.json path or one of: "
+        raise UserError(f"no size for model {model!r}; give a config.json path or one of: "
                          f"{', '.join(model_specs())}")
     return model_specs()[key]
 
@@ -220,24 +222,19 @@ def decode_bound_tok_per_s(model: ModelSpec, gpu: GpuSpec, batch: float, context
     return min(mem, compute)
 
 
-def _num(df: pd.DataFrame, name: str) -> pd.Series:
-    if name in df.columns:
-        return pd.to_numeric(df[name], errors="coerce")
-    return pd.Series(np.nan, index=df.index, dtype=float)
-
 
 def point_batch(df: pd.DataFrame) -> pd.Series:
     """Decode batch per point: the concurrency in concurrency mode; otherwise Little's law
     on the decode phase, B ≈ output_tok_per_s × tpot_p50_ms / 1000 (at least 1)."""
-    conc = _num(df, "concurrency")
-    little = (_num(df, "output_tok_per_s") * _num(df, "tpot_p50_ms") / 1000.0).clip(lower=1.0)
+    conc = numeric(df, "concurrency")
+    little = (numeric(df, "output_tok_per_s") * numeric(df, "tpot_p50_ms") / 1000.0).clip(lower=1.0)
     return conc.where(conc > 0, little)
 
 
 def point_context(df: pd.DataFrame) -> pd.Series:
     """Mean context during decode: input tokens per request + half the output tokens per request."""
-    n = _num(df, "ok").where(_num(df, "ok") > 0)
-    return (_num(df, "input_tokens") / n).fillna(0) + (_num(df, "output_tokens") / n).fillna(0) / 2.0
+    n = numeric(df, "ok").where(numeric(df, "ok") > 0)
+    return (numeric(df, "input_tokens") / n).fillna(0) + (numeric(df, "output_tokens") / n).fillna(0) / 2.0
 
 
 def add_sol_columns(points_df: pd.DataFrame, model: ModelSpec, gpu: GpuSpec, gpus: float | None = None,
@@ -245,7 +242,7 @@ def add_sol_columns(points_df: pd.DataFrame, model: ModelSpec, gpu: GpuSpec, gpu
     """Copy with sol_batch, sol_context_tokens, sol_output_tok_per_s and
     sol_fraction = output_tok_per_s / sol_output_tok_per_s."""
     df = points_df.copy()
-    g = _num(df, "gpu_count") if gpus is None else pd.Series(float(gpus), index=df.index)
+    g = numeric(df, "gpu_count") if gpus is None else pd.Series(float(gpus), index=df.index)
     g = g.where(g > 0, 1.0)
     b = point_batch(df)
     c = point_context(df)
@@ -254,5 +251,5 @@ def add_sol_columns(points_df: pd.DataFrame, model: ModelSpec, gpu: GpuSpec, gpu
     df["sol_batch"] = b
     df["sol_context_tokens"] = c
     df["sol_output_tok_per_s"] = sol
-    df["sol_fraction"] = _num(df, "output_tok_per_s") / pd.Series(sol, index=df.index)
+    df["sol_fraction"] = numeric(df, "output_tok_per_s") / pd.Series(sol, index=df.index)
     return df

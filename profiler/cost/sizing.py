@@ -29,9 +29,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from profiler.errors import UserError
+from profiler.runread import numeric
+from profiler.slo import evaluate_frame
+
 from .hosted import HostedPrice
 from .model import point_gpus, slo_met_mask
-from .run import evaluate_slos
 
 HOURS_PER_MONTH = 730.0
 
@@ -67,11 +70,6 @@ class Sizing:
         return asdict(self)
 
 
-def _num(df: pd.DataFrame, name: str) -> pd.Series:
-    if name in df.columns:
-        return pd.to_numeric(df[name], errors="coerce")
-    return pd.Series(np.nan, index=df.index, dtype=float)
-
 
 def instances_for(replicas: int, gpus_per_replica: int, gpus_per_instance: int) -> int:
     """Whole instances holding `replicas` replicas (replicas never straddle instances
@@ -90,29 +88,29 @@ def size_fleet(points_df: pd.DataFrame, target_rps: float | None = None, tokens_
     """Size a fleet for target_rps OR tokens_per_day (exactly one). ValueError on bad input
     or when no point meets the SLOs."""
     if (target_rps is None) == (tokens_per_day is None):
-        raise ValueError("give exactly one target: --rps or --tokens-per-day")
+        raise UserError("give exactly one target: --rps or --tokens-per-day")
     target = float(target_rps if target_rps is not None else tokens_per_day)  # type: ignore[arg-type]
     if not target > 0:
-        raise ValueError(f"target must be > 0, got {target:g}")
+        raise UserError(f"target must be > 0, got {target:g}")
     if not 0 <= headroom < 1:
-        raise ValueError(f"headroom must be in [0, 1), got {headroom:g}")
+        raise UserError(f"headroom must be in [0, 1), got {headroom:g}")
     if tokens_kind not in ("output", "total"):
-        raise ValueError(f"tokens kind must be output or total, got {tokens_kind!r}")
+        raise UserError(f"tokens kind must be output or total, got {tokens_kind!r}")
     if points_df.empty:
-        raise ValueError("points.csv has no points")
+        raise UserError("points.csv has no points")
 
-    mask = evaluate_slos(points_df, slos) if slos else slo_met_mask(points_df)
+    mask = evaluate_frame(points_df, slos) if slos else slo_met_mask(points_df)
     df = points_df[mask]
     if df.empty:
-        raise ValueError("no sweep point meets the SLOs; relax them or sweep lower loads")
+        raise UserError("no sweep point meets the SLOs; relax them or sweep lower loads")
     g = point_gpus(df, gpus)
-    req = _num(df, "req_per_s")
-    good = _num(df, "goodput_req_per_s")
+    req = numeric(df, "req_per_s")
+    good = numeric(df, "goodput_req_per_s")
     use_good = not slos and good.notna().any()
     metric = "goodput_req_per_s" if use_good else "req_per_s"
     good_frac = (good / req).clip(0, 1) if use_good else pd.Series(1.0, index=df.index)
-    tin = _num(df, "input_tok_per_s")
-    tout = _num(df, "output_tok_per_s")
+    tin = numeric(df, "input_tok_per_s")
+    tout = numeric(df, "output_tok_per_s")
     if target_rps is not None:
         kind = "rps"
         cap = (good if use_good else req) / g
@@ -126,7 +124,7 @@ def size_fleet(points_df: pd.DataFrame, target_rps: float | None = None, tokens_
         per_s = target / 86400.0
     cap = cap[np.isfinite(cap) & (cap > 0)]
     if cap.empty:
-        raise ValueError(f"no SLO-meeting point has a positive {metric}")
+        raise UserError(f"no SLO-meeting point has a positive {metric}")
     best = cap.idxmax()
     row = df.loc[best]
     cap_gpu = float(cap[best])

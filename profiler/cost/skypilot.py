@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from profiler.errors import UserError
+
 from .gpus import canonical_gpu
 
 CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "vast", "nebius", "oci", "fluidstack", "cudo",
@@ -114,7 +116,7 @@ def read_vms_csv(path: Path | str) -> list[dict]:
         need = {"InstanceType", "AcceleratorName", "AcceleratorCount", "Price", "Region"}
         missing = need - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: not a SkyPilot vms.csv, missing columns {sorted(missing)}")
+            raise UserError(f"{path}: not a SkyPilot vms.csv, missing columns {sorted(missing)}")
         rows = []
         for r in reader:
             rows.append({
@@ -170,7 +172,7 @@ def cloud_from_path(path: Path | str) -> str:
     for c in CLOUDS:
         if stem.startswith(c + "_") or stem.startswith(c + "-") or stem == c:
             return c
-    raise ValueError(f"cannot tell the cloud of {path}: put it in a folder named after the cloud "
+    raise UserError(f"cannot tell the cloud of {path}: put it in a folder named after the cloud "
                      f"(e.g. gcp/vms.csv) or name it <cloud>_vms.csv; known clouds: {', '.join(CLOUDS)}")
 
 

@@ -17,7 +17,8 @@ def write_report(run_dir: str | Path) -> Path:
     from profiler import runfolder as rf
     from profiler.report import html, plots
     from profiler.report.headline import headline, hosted_lines
-    from profiler.report.samples import load_run, run_samples
+    from profiler.report.samples import run_samples
+    from profiler.runread import load_run
 
     run = load_run(run_dir)
     hosted, as_of = hosted_lines(run.manifest)

@@ -1,4 +1,4 @@
-"""`inferprof compare` command line. Bad input: one line on stderr, exit 2 (raised as ValueError,
+"""`inferprof compare` command line. Bad input: one line on stderr, exit 2 (raised as UserError,
 which `profiler.cli.main` turns into that)."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from profiler.errors import UserError
 from profiler.report import stats as st
-from profiler.report.compare import DEFAULT_LEVEL, DEFAULT_METRICS, CompareError, CompareOptions
+from profiler.report.compare import DEFAULT_LEVEL, DEFAULT_METRICS, CompareOptions
 
 COMPARE_TABLE = [
     ("run_b", "B", "{}"), ("mode", "mode", "{}"), ("load", "load", "{:g}"), ("metric", "metric", "{}"),
@@ -42,17 +43,14 @@ def cmd_compare(a) -> int:
     from profiler.tables import print_table
 
     if len(a.runs) < 2:
-        raise ValueError("compare needs at least two run folders: RUN_A RUN_B [RUN_C ...]")
+        raise UserError("compare needs at least two run folders: RUN_A RUN_B [RUN_C ...]")
     metrics = tuple(m.strip() for m in a.metrics.split(",") if m.strip())
     if not metrics:
-        raise ValueError("--metrics is empty")
-    try:
-        opts = CompareOptions(metrics=metrics, resamples=a.resamples, seed=a.seed, level=a.confidence,
-                              min_effect=a.min_effect)
-        runs = load_runs(a.runs)
-        table = compare_runs(runs, opts)
-    except CompareError as e:
-        raise ValueError(str(e)) from None
+        raise UserError("--metrics is empty")
+    opts = CompareOptions(metrics=metrics, resamples=a.resamples, seed=a.seed, level=a.confidence,
+                          min_effect=a.min_effect)
+    runs = load_runs(a.runs)
+    table = compare_runs(runs, opts)
     print_table(table, a.format, COMPARE_TABLE, title=f"inferprof compare (A = {runs[0].name})")
     if a.out:
         path = write_compare(runs, table, a.out, opts)

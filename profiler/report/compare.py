@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from profiler.errors import UserError
 from profiler.report import stats as st
-from profiler.report.samples import Run, load_run, run_samples
+from profiler.report.samples import run_samples
+from profiler.runread import Run, load_run, numeric
 
 DEFAULT_METRICS = ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "tpot_p50", "e2e_p99", "output_tok_per_s")
 DEFAULT_LEVEL = 0.95
@@ -23,7 +25,7 @@ COMPARE_COLUMNS = ["run_a", "run_b", "mode", "load", "point_a", "point_b", "metr
                    "ci_lo", "ci_hi", "verdict", "note", "n_a", "n_b"]
 
 
-class CompareError(ValueError):
+class CompareError(UserError):
     """Bad compare input (one line for the CLI)."""
 
 
@@ -54,7 +56,7 @@ class CompareOptions:
 def _csv_value(points: pd.DataFrame, point: int, column: str) -> float | None:
     if column not in points.columns:
         return None
-    v = pd.to_numeric(points.loc[points["point"] == point, column], errors="coerce")
+    v = numeric(points, column)[points["point"] == point]
     return float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else None
 
 
@@ -125,14 +127,8 @@ def pareto_dominated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return dom
 
 
-def _num(df: pd.DataFrame, col: str) -> pd.Series:
-    if col in df.columns:
-        return pd.to_numeric(df[col], errors="coerce")
-    return pd.Series(np.nan, index=df.index, dtype=float)
-
-
 def _gpus(run: Run) -> float:
-    g = _num(run.points, "gpu_count")
+    g = numeric(run.points, "gpu_count")
     if g.notna().any() and g.max() > 0:
         return float(g.max())
     gpus = run.manifest.get("gpus") or []
@@ -151,8 +147,8 @@ def configurations(runs: list[Run]) -> pd.DataFrame:
         if not len(p):
             continue
         g = _gpus(run)
-        thr = _num(p, "output_tok_per_s")
-        usd = _num(p, "usd_per_1m_output")
+        thr = numeric(p, "output_tok_per_s")
+        usd = numeric(p, "usd_per_1m_output")
         with np.errstate(divide="ignore", invalid="ignore"):
             gpu_s = g * 1e6 / thr.where(thr > 0)
         for i in p.index:
@@ -160,8 +156,8 @@ def configurations(runs: list[Run]) -> pd.DataFrame:
                          "load": float(p.at[i, "load"]), "gpus": g,
                          "output_tok_per_s": thr.at[i], "tok_per_s_per_gpu": thr.at[i] / g,
                          "usd_per_1m_output": usd.at[i], "gpu_s_per_1m_output": gpu_s.at[i],
-                         "ttft_p99_ms": _num(p, "ttft_p99_ms").at[i], "e2e_p99_ms": _num(p, "e2e_p99_ms").at[i],
-                         "itl_p99_ms": _num(p, "itl_p99_ms").at[i]})
+                         "ttft_p99_ms": numeric(p, "ttft_p99_ms").at[i], "e2e_p99_ms": numeric(p, "e2e_p99_ms").at[i],
+                         "itl_p99_ms": numeric(p, "itl_p99_ms").at[i]})
     df = pd.DataFrame(rows)
     if not len(df):
         return df
@@ -179,7 +175,7 @@ def configurations(runs: list[Run]) -> pd.DataFrame:
 
 def fig_overlay(runs: list[Run]):
     """TTFT p99 against output tokens/s, one line per run, markers labelled with their load."""
-    from profiler.report.plots import COLORS, _annotate_loads, _figure, num
+    from profiler.report.plots import COLORS, _annotate_loads, _figure
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -187,12 +183,12 @@ def fig_overlay(runs: list[Run]):
         p = run.points
         if not len(p):
             continue
-        p = p.iloc[np.argsort(num(p, "load").to_numpy())]
-        x, y = num(p, "output_tok_per_s"), num(p, "ttft_p99_ms")
+        p = p.iloc[np.argsort(numeric(p, "load").to_numpy())]
+        x, y = numeric(p, "output_tok_per_s"), numeric(p, "ttft_p99_ms")
         ok = x.notna() & y.notna()
         if ok.any():
             ax.plot(x[ok], y[ok], marker="o", color=COLORS[i % len(COLORS)], label=f"{'AB'[i] if i < 2 else chr(65 + i)}: {run.name}")
-            _annotate_loads(ax, x[ok], y[ok], num(p, "load")[ok])
+            _annotate_loads(ax, x[ok], y[ok], numeric(p, "load")[ok])
     if not ax.lines:
         return None
     ax.set_xlabel("output throughput (tokens/s)")

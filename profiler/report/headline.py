@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from profiler.report.plots import HostedLine, num
+from profiler.report.plots import HostedLine
+from profiler.runread import flag, numeric
+from profiler.slo import format_slos
 
 MAX_HOSTED_LINES = 4
-
-
-def _truthy(v: object) -> bool:
-    return str(v).strip().lower() in ("true", "1", "1.0", "yes")
 
 
 def _finite(v: object) -> bool:
@@ -47,32 +45,28 @@ class Headline:
 def _ref(points: pd.DataFrame, i) -> PointRef:
     return PointRef(point=int(points.at[i, "point"]), mode=str(points.at[i, "mode"]),
                     load=float(points.at[i, "load"]),
-                    output_tok_per_s=float(num(points, "output_tok_per_s").at[i]),
-                    usd_per_1m_output=float(num(points, "usd_per_1m_output").at[i]),
-                    j_per_output_token=float(num(points, "j_per_output_token").at[i]),
-                    trusted=_truthy(points.at[i, "trusted"]) if "trusted" in points.columns else True,
+                    output_tok_per_s=float(numeric(points, "output_tok_per_s").at[i]),
+                    usd_per_1m_output=float(numeric(points, "usd_per_1m_output").at[i]),
+                    j_per_output_token=float(numeric(points, "j_per_output_token").at[i]),
+                    trusted=bool(flag(points, "trusted", True).at[i]),
                     trust_reason=str(points.at[i, "trust_reason"]) if "trust_reason" in points.columns
                     and pd.notna(points.at[i, "trust_reason"]) else "")
-
-
-def slo_text(slos: dict) -> str:
-    return ", ".join(f"{k} ≤ {float(v) * 1e3:g} ms" for k, v in (slos or {}).items())
 
 
 def headline(points: pd.DataFrame, manifest: dict, hosted: list[HostedLine] | None = None,
              hosted_as_of: str = "") -> Headline:
     """Max output throughput and where; the highest load meeting the SLOs (and its cost)."""
     if not len(points):
-        return Headline(None, slo_text(manifest.get("slos") or {}), None, hosted or [], hosted_as_of)
-    thr = num(points, "output_tok_per_s")
+        return Headline(None, format_slos(manifest.get("slos") or {}), None, hosted or [], hosted_as_of)
+    thr = numeric(points, "output_tok_per_s")
     best = _ref(points, thr.idxmax()) if thr.notna().any() else None
     slos = manifest.get("slos") or {}
     best_slo = None
     if slos and "slo_met" in points.columns:
-        met = points[points["slo_met"].map(_truthy)]
+        met = points[flag(points, "slo_met", False)]
         if len(met):
-            best_slo = _ref(points, num(met, "load").idxmax())
-    return Headline(best, slo_text(slos), best_slo, hosted or [], hosted_as_of)
+            best_slo = _ref(points, numeric(met, "load").idxmax())
+    return Headline(best, format_slos(slos), best_slo, hosted or [], hosted_as_of)
 
 
 def hosted_lines(manifest: dict) -> tuple[list[HostedLine], str]:

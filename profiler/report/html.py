@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler.report.headline import Headline, PointRef
-from profiler.report.plots import num
+from profiler.runread import flag, numeric
 
 NOT_MEASURED = "not measured"
 
@@ -153,8 +153,7 @@ def points_table(points: pd.DataFrame) -> str:
     missing = [h for c, h, _ in TABLE_COLUMNS if (c, h) not in {(x, y) for x, y, _ in cols}]
     head = "".join(f"<th>{esc(h)}</th>" for _, h, _ in cols)
     body = []
-    for _, row in points.iterrows():
-        trusted = str(row.get("trusted", True)).strip().lower() in ("true", "1", "1.0", "")
+    for (_, row), trusted in zip(points.iterrows(), flag(points, "trusted", True), strict=True):
         cells = "".join(f"<td>{_cell(row[c], f)}</td>" for c, _, f in cols)
         body.append(f'<tr{"" if trusted else " class=untrusted"}>{cells}</tr>')
     note = (f'<p class="nm">{NOT_MEASURED}: {esc(", ".join(missing))}</p>' if missing else "")
@@ -164,7 +163,7 @@ def points_table(points: pd.DataFrame) -> str:
 def trust_warnings(points: pd.DataFrame) -> str:
     if "trusted" not in points.columns:
         return ""
-    bad = points[~points["trusted"].astype(str).str.strip().str.lower().isin(["true", "1", "1.0"])]
+    bad = points[~flag(points, "trusted", True)]
     if not len(bad):
         return '<p>Every point passed the trust checks (client CPU, timestamp lag, open-loop rate).</p>'
     items = []
@@ -256,7 +255,7 @@ def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[
                                       manifest.get("started_at", "")) if x)
     n_pts = len(points)
     mode = str(points["mode"].iloc[0]) if n_pts and "mode" in points.columns else ""
-    loads = ", ".join(f"{x:g}" for x in num(points, "load").dropna()) if n_pts else ""
+    loads = ", ".join(f"{x:g}" for x in numeric(points, "load").dropna()) if n_pts else ""
     body = [
         "<h2>Answers</h2>", headline_cards(h),
         f"<h2>Per point</h2><p class=\"sub\">{n_pts} points, {esc(mode)} {esc(loads)}; latencies over each point's "

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from profiler.report.samples import PointSamples  # noqa: E402
+from profiler.runread import numeric  # noqa: E402
 
 DPI = 100
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -33,12 +34,6 @@ class HostedLine:
 
     label: str
     usd_per_1m_output: float
-
-
-def num(df: pd.DataFrame, col: str) -> pd.Series:
-    if col in df.columns:
-        return pd.to_numeric(df[col], errors="coerce")
-    return pd.Series(np.nan, index=df.index, dtype=float)
 
 
 def load_label(mode: object) -> str:
@@ -63,19 +58,19 @@ def _annotate_loads(ax, x: pd.Series, y: pd.Series, loads: pd.Series) -> None:
 def fig_serving_curve(points: pd.DataFrame, metric: str) -> Figure | None:
     """`metric` ("ttft" or "itl") p50 and p99 against output tokens/s, one marker per point,
     labelled with its load: the classic latency-throughput curve."""
-    x = num(points, "output_tok_per_s")
+    x = numeric(points, "output_tok_per_s")
     fig = _figure()
     ax = fig.add_subplot()
     drawn = 0
-    order = np.argsort(num(points, "load").to_numpy())
+    order = np.argsort(numeric(points, "load").to_numpy())
     for stat, color in (("p50", COLORS[0]), ("p99", COLORS[1])):
-        y = num(points, f"{metric}_{stat}_ms")
+        y = numeric(points, f"{metric}_{stat}_ms")
         ok = (x.notna() & y.notna()).to_numpy()[order]
         idx = points.index[order][ok]
         if not len(idx):
             continue
         ax.plot(x[idx], y[idx], marker="o", color=color, label=f"{metric.upper()} {stat}")
-        _annotate_loads(ax, x[idx], y[idx], num(points, "load")[idx])
+        _annotate_loads(ax, x[idx], y[idx], numeric(points, "load")[idx])
         drawn += 1
     if not drawn:
         return None
@@ -89,17 +84,17 @@ def fig_serving_curve(points: pd.DataFrame, metric: str) -> Figure | None:
 
 def fig_throughput(points: pd.DataFrame) -> Figure | None:
     """Output tokens/s and goodput tokens/s (left), requests/s and goodput requests/s (right) vs load."""
-    load = num(points, "load")
+    load = numeric(points, "load")
     series = [("output_tok_per_s", "output tokens/s", 0), ("goodput_tok_per_s", "goodput tokens/s", 0),
               ("req_per_s", "requests/s", 1), ("goodput_req_per_s", "goodput requests/s", 1)]
-    present = [(c, lbl, k) for c, lbl, k in series if num(points, c).notna().any()]
+    present = [(c, lbl, k) for c, lbl, k in series if numeric(points, c).notna().any()]
     if not present or not load.notna().any():
         return None
     fig = _figure(10, 4.5)
     axes = fig.subplots(1, 2)
     order = np.argsort(load.to_numpy())
     for i, (c, lbl, k) in enumerate(present):
-        y = num(points, c).to_numpy()[order]
+        y = numeric(points, c).to_numpy()[order]
         ok = np.isfinite(y)
         axes[k].plot(load.to_numpy()[order][ok], y[ok], marker="o", label=lbl, color=COLORS[i % len(COLORS)],
                      linestyle="--" if c.startswith("goodput") else "-")
@@ -117,8 +112,8 @@ def fig_throughput(points: pd.DataFrame) -> Figure | None:
 
 def fig_cost(points: pd.DataFrame, hosted: list[HostedLine]) -> Figure | None:
     """$/1M output tokens vs load, hosted API prices as horizontal lines. None without cost columns."""
-    y = num(points, "usd_per_1m_output")
-    load = num(points, "load")
+    y = numeric(points, "usd_per_1m_output")
+    load = numeric(points, "load")
     ok = (y.notna() & load.notna()).to_numpy()
     if not ok.any():
         return None
@@ -247,7 +242,8 @@ def write_figures(figures: dict[str, Figure | None], out_dir: Path) -> dict[str,
 def write_plots(run_dir: str | Path, hosted: list[HostedLine] | None = None) -> list[Path]:
     """Read a run folder, write its plots into RUN_DIR/plots/, return the written files."""
     from profiler import runfolder as rf
-    from profiler.report.samples import load_run, run_samples
+    from profiler.report.samples import run_samples
+    from profiler.runread import load_run
 
     run = load_run(run_dir)
     tel = rf.read_table(run.path, rf.TELEMETRY)

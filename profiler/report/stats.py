@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler.metrics import PERCENTILES
-from profiler.report.samples import CHUNK_METRICS, REQUEST_METRICS, STATS, PointSamples
+from profiler.errors import UserError
+from profiler.metrics import PERCENTILES, STATS
+from profiler.report.samples import CHUNK_METRICS, REQUEST_METRICS, PointSamples
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
@@ -38,7 +39,7 @@ def parse_metric(name: str) -> tuple[str, str]:
     if base in REQUEST_METRICS + CHUNK_METRICS and stat in STATS:
         return base, stat
     known = ", ".join(f"{b}_<{'|'.join(STATS)}>" for b in REQUEST_METRICS + CHUNK_METRICS)
-    raise ValueError(f"unknown metric {name!r}; known: {known}, output_tok_per_s")
+    raise UserError(f"unknown metric {name!r}; known: {known}, output_tok_per_s")
 
 
 def metric_column(name: str) -> str:

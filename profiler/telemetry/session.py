@@ -48,6 +48,15 @@ class TelemetrySession:
             seen.update(dict.fromkeys(getattr(src, "notices", [])))
         return list(seen)
 
+    @property
+    def server_metrics_url(self) -> str | None:
+        """The resolved page of the serving engine (vLLM metrics), where the server's own latency
+        histograms are read; None when no source carries them."""
+        for src in self.sources:
+            if "vllm" in getattr(src, "kinds", ()):
+                return src.url
+        return None
+
     def gpu_info(self) -> list[dict]:
         """GPU identity for the manifest: NVML first, then dcgm labels, one entry per GPU."""
         out: list[dict] = []

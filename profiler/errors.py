@@ -1,0 +1,14 @@
+"""The errors a user can fix: one line on stderr and exit 2. Anything else is a bug (exit 1).
+
+Each layer has its own base, so imports keep running one way (workloads → backends → profiler):
+`workloads.errors.WorkloadError` (bad workload input), `backends.errors.BackendError` (the
+endpoint or its answers cannot be used) and `UserError` here (bad flags, run folders, prices).
+All three subclass ValueError, so callers that catch ValueError keep working; a ValueError from a
+library (pandas, numpy) is *not* one of them and is reported as an internal error.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input or an unusable environment, said in one line for the user."""
