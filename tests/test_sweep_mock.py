@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backends.mock.perfmodel import decode_step_s, expected_steady_state, get_preset, prefill_s
+from backends.mock.engine import expected_steady_state
+from backends.mock.perfmodel import decode_step_s, get_preset, prefill_s
 from profiler.mockproc import MockServer
 
 ROOT = Path(__file__).resolve().parents[1]
