@@ -178,7 +178,7 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-DEFAULT_PRESET = "tiny-cpu"
+MOCK_DEFAULT_PRESET = "tiny-cpu"  # `inferprof mock-server` / `python -m backends.mock`
 
 
 def get_preset(name: str, **overrides: float | int | None) -> Preset:

@@ -23,7 +23,7 @@ from backends.errors import BackendError
 from backends.mock import payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
-from backends.mock.perfmodel import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
 from backends.mock.scheduler import EngineDriver, ExactScheduler, Jitter, Job
 from backends.mock.telemetry import PowerMeter, ServerStats, dcgm_text, vllm_registry, vllm_text
 from backends.mock.tokens import (
@@ -77,8 +77,9 @@ def triton_error(message: str, code: int = 400) -> BadRequest:
     return BadRequest(code, json.dumps({"error": message}, separators=(",", ":")).encode())
 
 
-class MockServer:
-    """Routes requests; owns the stats, the power meter, the chunk log and one sender."""
+class MockServerApp:
+    """The mock inside its own process (``serve`` listens with it): routes requests; owns the stats,
+    the power meter, the chunk log and one sender. ``profiler.mockproc.MockProcess`` starts that process."""
 
     def __init__(self, cfg: MockConfig) -> None:
         self.cfg = cfg
@@ -406,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mock-server", description="CPU mock of a vLLM/Triton GPU inference server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 = pick a free port")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default=MOCK_DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)}")
     p.add_argument("--model", default="mock-llm", help="served model name")
     g = p.add_argument_group("performance-model overrides")
     g.add_argument("--prefill-us-per-token", type=float)
@@ -479,7 +480,7 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
 
 async def serve(cfg: MockConfig, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = MockServer(cfg)
+    server = MockServerApp(cfg)
     srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True)
     real_port = srv.sockets[0].getsockname()[1]
     print(f"LISTENING {real_port}", flush=True)
