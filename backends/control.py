@@ -7,8 +7,10 @@ import json
 import urllib.error
 import urllib.request
 
+from backends.errors import BackendError
 
-class ControlError(Exception):
+
+class ControlError(BackendError):
     """A control call failed; the message is one line for the user."""
 
 

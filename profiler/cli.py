@@ -25,7 +25,7 @@ from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
-DEFAULT_PRESET = "h100-llama3-8b"
+EMBEDDED_PRESET = "h100-llama3-8b"  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +61,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="parent folder of the run folder (default results/)")
     p.add_argument("--json", action="store_true", help="print a JSON object with run_dir and the per-point summary")
     p.add_argument("--format", default="table", choices=FORMATS, help="format of the printed summary")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help="embedded mock: performance preset")
+    p.add_argument("--preset", default=EMBEDDED_PRESET, help="embedded mock: performance preset")
     p.add_argument("--mock-arg", action="append", default=[], help="embedded mock: extra flag, e.g. --mock-arg=--fail-rate=0.1")
     p.add_argument("--no-report", action="store_true", help="skip report.html and plots")
     t = p.add_argument_group("telemetry")
@@ -116,7 +116,7 @@ def _spec_from_args(a) -> SweepSpec:
 
 def cmd_sweep(a) -> int:
     from profiler.endpoint import Target, resolve_model
-    from profiler.mockproc import MockServer
+    from profiler.mockproc import MockProcess
     from profiler.sweep import run_sweep
 
     spec = _spec_from_args(a)
@@ -140,7 +140,7 @@ def cmd_sweep(a) -> int:
             if a.preset not in PRESETS:
                 raise UserError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
             # serve under the name of the model the preset imitates, so hosted prices compare
-            mock = MockServer(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
+            mock = MockProcess(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")

@@ -10,8 +10,8 @@ import threading
 import time
 
 
-class MockServer:
-    """`with MockServer(["--preset", "tiny-cpu"]) as m: m.url` — stopped on exit, always."""
+class MockProcess:
+    """`with MockProcess(["--preset", "tiny-cpu"]) as m: m.url` — stopped on exit, always."""
 
     def __init__(self, args: list[str] | None = None, start_timeout_s: float = 30.0):
         self.args = list(args or [])
@@ -23,7 +23,7 @@ class MockServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> MockServer:
+    def start(self) -> MockProcess:
         cmd = [sys.executable, "-m", "backends.mock", "--host", "127.0.0.1", "--port", "0", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
@@ -59,7 +59,7 @@ class MockServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
-    def __enter__(self) -> MockServer:
+    def __enter__(self) -> MockProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

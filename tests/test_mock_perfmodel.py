@@ -8,13 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backends.mock.engine import BatchEngine, EngineRequest, simulate_closed_loop
+from backends.mock.engine import (
+    BatchEngine,
+    EngineRequest,
+    expected_energy_per_output_token_j,
+    expected_steady_state,
+    simulate_closed_loop,
+)
 from backends.mock.perfmodel import (
     PRESETS,
     activity,
     decode_step_s,
-    expected_energy_per_output_token_j,
-    expected_steady_state,
     get_preset,
     power_w,
     static_batch_tpot_ms,

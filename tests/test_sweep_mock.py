@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backends.mock.perfmodel import decode_step_s, expected_steady_state, get_preset, prefill_s
-from profiler.mockproc import MockServer
+from backends.mock.engine import expected_steady_state
+from backends.mock.perfmodel import decode_step_s, get_preset, prefill_s
+from profiler.mockproc import MockProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 # Slow steps on purpose: a 10 ms decode step dwarfs this noisy 2-core machine's jitter.
@@ -28,7 +29,7 @@ def inferprof(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def mock():
-    with MockServer(MOCK) as m:
+    with MockProcess(MOCK) as m:
         yield m
 
 
@@ -93,7 +94,7 @@ def test_output_tokens_equal_server_usage_chat(sweep):
 
 
 def test_output_tokens_equal_server_usage_completions_with_multi_token_chunks(tmp_path):
-    with MockServer(["--preset", "tiny-cpu", "--tokens-per-chunk", "3"]) as m:
+    with MockProcess(["--preset", "tiny-cpu", "--tokens-per-chunk", "3"]) as m:
         r = inferprof("sweep", "--url", m.url, "--api", "completions", "--concurrency", "2", "--requests", "8",
                       "--output-tokens", "uniform:5,20", "--out", str(tmp_path), "--json", "--no-report")
     assert r.returncode == 0, r.stderr
@@ -135,7 +136,7 @@ def test_open_loop_records_achieved_rate(mock, tmp_path):
 
 
 def test_failing_server_requests_are_counted_per_point(tmp_path):
-    with MockServer(["--preset", "tiny-cpu", "--fail-rate", "0.3", "--seed", "3"]) as m:
+    with MockProcess(["--preset", "tiny-cpu", "--fail-rate", "0.3", "--seed", "3"]) as m:
         r = inferprof("sweep", "--url", m.url, "--concurrency", "1,4", "--requests", "40", "--output-tokens", "8",
                       "--out", str(tmp_path), "--json", "--no-report")
     assert r.returncode == 0, r.stderr
@@ -150,7 +151,7 @@ def test_failing_server_requests_are_counted_per_point(tmp_path):
 
 
 def test_server_dying_mid_sweep_keeps_finished_points(tmp_path):
-    m = MockServer(["--preset", "tiny-cpu"]).start()
+    m = MockProcess(["--preset", "tiny-cpu"]).start()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "profiler.cli", "sweep", "--url", m.url, "--concurrency", "1,1,1,1,1,1",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from workloads.arrivals import arrival_offsets
+from workloads.errors import WorkloadError
 from workloads.lengths import LengthDist, parse_length
 from workloads.prompts import (
     HFTokenizer,
@@ -113,7 +114,7 @@ def test_parse_length_forms(text, kind, a, b):
     ],
 )
 def test_parse_length_rejects_bad_text(text):
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(WorkloadError) as e:
         parse_length(text)
     msg = str(e.value)
     assert "\n" not in msg
@@ -220,7 +221,7 @@ def test_constant_arrivals():
 )
 def test_arrivals_reject_bad_arguments(kwargs):
     args = {"n": 5, **kwargs}
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         arrival_offsets(**args)
 
 
@@ -247,14 +248,14 @@ def test_count_excludes_special_tokens(tok):
 
 
 def test_load_tokenizer_errors(tmp_path):
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(WorkloadError) as e:
         load_tokenizer(tmp_path / "nope")
     assert "\n" not in str(e.value) and "nope" in str(e.value)
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         load_tokenizer(tmp_path)  # exists but holds no tokenizer
     bad = tmp_path / "tokenizer.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         load_tokenizer(bad)
 
 
@@ -324,7 +325,7 @@ def test_complete_prompt_keeps_head_and_is_exact(tok, merging_tok, sentencepiece
         for n in (t.count(head), t.count(head) + 1, 100, 777):
             p, exact = complete_prompt(head, n, np.random.default_rng(n), t)
             assert p.startswith(head) and exact and t.count(p) == n
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         complete_prompt(head, 1, np.random.default_rng(0), tok)
 
 
@@ -493,7 +494,7 @@ def test_shared_prefix_without_tokenizer():
 
 def test_build_requests_rejects_bad_arguments():
     d = LengthDist("fixed", 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         build_requests(-1, d, d, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(WorkloadError):
         build_requests(3, d, d, 0, prefix_tokens=-2)

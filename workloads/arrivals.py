@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workloads.errors import WorkloadError
+
 KINDS = ("poisson", "constant")
 
 
@@ -20,11 +22,11 @@ def arrival_offsets(n: int, rate: float, kind: str = "poisson", seed: int = 0) -
     rate while keeping exponential-shaped gaps. As in vLLM the first arrival is one gap after 0.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise WorkloadError(f"n must be >= 0, got {n}")
     if not rate > 0 or rate == float("inf"):
-        raise ValueError(f"rate must be a finite number > 0 req/s, got {rate}")
+        raise WorkloadError(f"rate must be a finite number > 0 req/s, got {rate}")
     if kind not in KINDS:
-        raise ValueError(f"unknown arrival kind {kind!r}: expected one of {', '.join(KINDS)}")
+        raise WorkloadError(f"unknown arrival kind {kind!r}: expected one of {', '.join(KINDS)}")
     if n == 0:
         return []
     if kind == "constant":

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workloads.errors import WorkloadError
+
 ACCEPTED_FORMS = "N, uniform:LO,HI, normal:MEAN,STD or lognormal:MEAN,SIGMA (e.g. 128, uniform:64,256)"
 
 _KINDS = ("fixed", "uniform", "normal", "lognormal")
@@ -55,7 +57,7 @@ class LengthDist:
     def sample(self, n: int, rng: np.random.Generator) -> list[int]:
         """Draw ``n`` integer lengths, each >= 1, from ``rng``."""
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise WorkloadError(f"n must be >= 0, got {n}")
         if self.kind == "fixed":
             return [int(self.a)] * n
         if self.kind == "uniform":
@@ -105,16 +107,16 @@ class LengthDist:
         return self.describe()
 
 
-def _bad(text: object, why: str = "") -> ValueError:
+def _bad(text: object, why: str = "") -> WorkloadError:
     extra = f" ({why})" if why else ""
-    return ValueError(f"bad length {text!r}{extra}: expected {ACCEPTED_FORMS}")
+    return WorkloadError(f"bad length {text!r}{extra}: expected {ACCEPTED_FORMS}")
 
 
 def parse_length(text: str | int) -> LengthDist:
     """Parse ``"128"``, ``"uniform:64,256"``, ``"normal:128,32"`` or ``"lognormal:128,0.5"``.
 
-    Raises ``ValueError`` (one line, naming the accepted forms) on anything else, including
-    lengths < 1, lo > hi, and negative std or sigma.
+    Raises ``WorkloadError`` (a ValueError; one line, naming the accepted forms) on anything
+    else, including lengths < 1, lo > hi, and negative std or sigma.
     """
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise _bad(text)

@@ -17,6 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from workloads.errors import WorkloadError
+
 __all__ = [
     "TokenCounter",
     "HFTokenizer",
@@ -107,26 +109,26 @@ def load_tokenizer(path: str | Path) -> TokenCounter:
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise ValueError(f"tokenizer path {str(p)!r} does not exist (give a local folder or tokenizer.json)")
+        raise WorkloadError(f"tokenizer path {str(p)!r} does not exist (give a local folder or tokenizer.json)")
     from tokenizers import Tokenizer
 
     if p.is_file():
         try:
             return HFTokenizer(Tokenizer.from_file(str(p)), str(p))
         except Exception as e:  # the library raises its own Exception subclass
-            raise ValueError(f"cannot read tokenizer file {str(p)!r}: {e}".splitlines()[0]) from e
+            raise WorkloadError(f"cannot read tokenizer file {str(p)!r}: {e}".splitlines()[0]) from e
     if (p / "tokenizer.json").is_file():
         return load_tokenizer(p / "tokenizer.json")
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise ValueError(
+        raise WorkloadError(
             f"no tokenizer.json in {str(p)!r}; install transformers to load other tokenizer formats"
         ) from None
     try:
         return TransformersTokenizer(AutoTokenizer.from_pretrained(str(p), local_files_only=True), str(p))
     except Exception as e:
-        raise ValueError(f"cannot load a tokenizer from {str(p)!r}: {e}".splitlines()[0]) from e
+        raise WorkloadError(f"cannot load a tokenizer from {str(p)!r}: {e}".splitlines()[0]) from e
 
 
 @lru_cache(maxsize=1)
@@ -226,7 +228,7 @@ def complete_prompt(
     """
     base = head_count if head_count is not None else (tokenizer.count(head) if head else 0)
     if n_tokens < base:
-        raise ValueError(f"head already has {base} tokens > n_tokens={n_tokens}")
+        raise WorkloadError(f"head already has {base} tokens > n_tokens={n_tokens}")
     if n_tokens == base:
         return head, True
     safe = _safe_ids(tokenizer)
@@ -274,7 +276,7 @@ def make_prompt(
     the true count.
     """
     if n_tokens < 0:
-        raise ValueError(f"n_tokens must be >= 0, got {n_tokens}")
+        raise WorkloadError(f"n_tokens must be >= 0, got {n_tokens}")
     if tokenizer is None:
         return approx_prompt(n_tokens, rng), False
     return complete_prompt("", n_tokens, rng, tokenizer)
@@ -302,9 +304,9 @@ def calibrate_prompt(
     or without BOS); ``n_tokens`` is then in the same units.
     """
     if n_tokens < 1:
-        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+        raise WorkloadError(f"n_tokens must be >= 1, got {n_tokens}")
     if max_rounds < 1:
-        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        raise WorkloadError(f"max_rounds must be >= 1, got {max_rounds}")
     words = word_list()
     calls, base = 0, 0
     if head:

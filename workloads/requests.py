@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workloads.errors import WorkloadError
 from workloads.lengths import LengthDist
 from workloads.prompts import TokenCounter, complete_prompt, make_prompt
 
@@ -48,9 +49,9 @@ def build_requests(
     the others.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise WorkloadError(f"n must be >= 0, got {n}")
     if prefix_tokens < 0:
-        raise ValueError(f"prefix_tokens must be >= 0, got {prefix_tokens}")
+        raise WorkloadError(f"prefix_tokens must be >= 0, got {prefix_tokens}")
     s_in, s_out, s_prefix, s_body = np.random.SeedSequence(seed).spawn(4)
     in_lens = input_len.sample(n, np.random.default_rng(s_in))
     out_lens = output_len.sample(n, np.random.default_rng(s_out))

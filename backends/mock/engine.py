@@ -13,7 +13,8 @@ One iteration ("step") of ``BatchEngine``:
 
 The server runs steps back to back on absolute deadlines (step k+1 starts at the end of step k)
 while any request is running or waiting; a request arriving during a step waits for the next one.
-``simulate_closed_loop`` runs the same engine in virtual time for ``expected_steady_state``.
+``simulate_closed_loop`` runs the same engine in virtual time; ``expected_steady_state`` and
+``expected_energy_per_output_token_j`` read a closed loop's figures from it.
 """
 
 from __future__ import annotations
@@ -214,3 +215,26 @@ def simulate_closed_loop(
         mean_power_w=win_energy / window_s,
         requests=len(measured),
     )
+
+
+def expected_steady_state(
+    preset: Preset, concurrency: int, input_tokens: int, output_tokens: int
+) -> tuple[float, float, float]:
+    """(mean TTFT s, mean ITL s, output tokens/s) of a closed loop of ``concurrency`` clients.
+
+    Computed by running the server's own engine (``BatchEngine``) in virtual time, so it
+    includes queueing for KV/max_num_seqs, chunked prefill and the one-step wait of a request
+    that arrives while a step is running. See ``simulate_closed_loop`` for the details.
+    """
+    result = simulate_closed_loop(preset, concurrency, input_tokens, output_tokens)
+    return result.ttft_s, result.itl_s, result.output_tok_per_s
+
+
+def expected_energy_per_output_token_j(
+    preset: Preset, concurrency: int, input_tokens: int, output_tokens: int
+) -> float:
+    """Joules per output token in the closed-loop steady state, all GPUs of the replica.
+
+    Uses the time-weighted mean power of the simulated run (``simulate_closed_loop``)."""
+    result = simulate_closed_loop(preset, concurrency, input_tokens, output_tokens)
+    return preset.gpus * result.mean_power_w / result.output_tok_per_s

@@ -1,5 +1,8 @@
 """Performance and power model of one continuous-batching GPU inference server (pure, no I/O).
 
+Imports nothing from the mock: ``engine`` builds on it, and closed-loop expectations
+(``expected_steady_state``) live there with the engine they run.
+
 Step time of one engine iteration (vLLM-style continuous batching, chunked prefill)::
 
     step_s = prefill_us_per_token * 1e-6 * P                      (prompt tokens prefilled this step)
@@ -175,7 +178,7 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-DEFAULT_PRESET = "tiny-cpu"
+MOCK_DEFAULT_PRESET = "tiny-cpu"  # `inferprof mock-server` / `python -m backends.mock`
 
 
 def get_preset(name: str, **overrides: float | int | None) -> Preset:
@@ -224,30 +227,3 @@ def activity(preset: Preset, running: int) -> float:
 def power_w(preset: Preset, running: int) -> float:
     """Power of ONE GPU: ``idle_w + (tdp_w - idle_w) * activity(running)``."""
     return preset.idle_w + (preset.tdp_w - preset.idle_w) * activity(preset, running)
-
-
-def expected_steady_state(
-    preset: Preset, concurrency: int, input_tokens: int, output_tokens: int
-) -> tuple[float, float, float]:
-    """(mean TTFT s, mean ITL s, output tokens/s) of a closed loop of ``concurrency`` clients.
-
-    Computed by running the server's own engine (``engine.BatchEngine``) in virtual time, so it
-    includes queueing for KV/max_num_seqs, chunked prefill and the one-step wait of a request
-    that arrives while a step is running. See ``engine.simulate_closed_loop`` for the details.
-    """
-    from backends.mock.engine import simulate_closed_loop
-
-    result = simulate_closed_loop(preset, concurrency, input_tokens, output_tokens)
-    return result.ttft_s, result.itl_s, result.output_tok_per_s
-
-
-def expected_energy_per_output_token_j(
-    preset: Preset, concurrency: int, input_tokens: int, output_tokens: int
-) -> float:
-    """Joules per output token in the closed-loop steady state, all GPUs of the replica.
-
-    Uses the time-weighted mean power of the simulated run (``simulate_closed_loop``)."""
-    from backends.mock.engine import simulate_closed_loop
-
-    result = simulate_closed_loop(preset, concurrency, input_tokens, output_tokens)
-    return preset.gpus * result.mean_power_w / result.output_tok_per_s

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
 
+from backends.errors import BackendError
 from backends.mock import payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
-from backends.mock.perfmodel import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
 from backends.mock.scheduler import EngineDriver, ExactScheduler, Jitter, Job
 from backends.mock.telemetry import PowerMeter, ServerStats, dcgm_text, vllm_registry, vllm_text
 from backends.mock.tokens import (
@@ -76,8 +77,9 @@ def triton_error(message: str, code: int = 400) -> BadRequest:
     return BadRequest(code, json.dumps({"error": message}, separators=(",", ":")).encode())
 
 
-class MockServer:
-    """Routes requests; owns the stats, the power meter, the chunk log and one sender."""
+class MockServerApp:
+    """The mock inside its own process (``serve`` listens with it): routes requests; owns the stats,
+    the power meter, the chunk log and one sender. ``profiler.mockproc.MockProcess`` starts that process."""
 
     def __init__(self, cfg: MockConfig) -> None:
         self.cfg = cfg
@@ -393,7 +395,7 @@ def parse_jitter(spec: str) -> Jitter:
             return lambda rng: rng.uniform(lo, hi)
     except ValueError:
         pass
-    raise ValueError(f"bad --jitter {spec!r}: use lognormal:SIGMA or uniform:LO,HI (factors, 0 <= LO <= HI)")
+    raise BackendError(f"bad --jitter {spec!r}: use lognormal:SIGMA or uniform:LO,HI (factors, 0 <= LO <= HI)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -405,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mock-server", description="CPU mock of a vLLM/Triton GPU inference server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 = pick a free port")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default=MOCK_DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)}")
     p.add_argument("--model", default="mock-llm", help="served model name")
     g = p.add_argument_group("performance-model overrides")
     g.add_argument("--prefill-us-per-token", type=float)
@@ -437,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(a: argparse.Namespace) -> MockConfig:
     if a.preset not in PRESETS:
-        raise ValueError(f"unknown preset {a.preset!r}; choose from {', '.join(PRESETS)}")
+        raise BackendError(f"unknown preset {a.preset!r}; choose from {', '.join(PRESETS)}")
     overrides = {
         "prefill_us_per_token": a.prefill_us_per_token, "decode_base_ms": a.decode_base_ms,
         "decode_per_seq_us": a.decode_per_seq_us, "decode_per_ctx_ns": a.decode_per_ctx_ns,
@@ -446,27 +448,27 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
     }
     for k, v in overrides.items():
         if v is not None and v < 0:
-            raise ValueError(f"--{k.replace('_', '-')} must be >= 0")
+            raise BackendError(f"--{k.replace('_', '-')} must be >= 0")
     preset = get_preset(a.preset, **overrides)
     if preset.max_num_seqs < 1 or preset.kv_tokens < 1 or preset.max_model_len < 2:
-        raise ValueError("--max-num-seqs, --kv-tokens must be >= 1 and --max-model-len >= 2")
+        raise BackendError("--max-num-seqs, --kv-tokens must be >= 1 and --max-model-len >= 2")
     if preset.max_model_len > preset.kv_tokens:
         preset = get_preset(a.preset, **{**overrides, "max_model_len": preset.kv_tokens})
     if a.tokens_per_chunk < 1:
-        raise ValueError("--tokens-per-chunk must be >= 1")
+        raise BackendError("--tokens-per-chunk must be >= 1")
     for name in ("fail_rate", "fail_midstream"):
         if not 0.0 <= getattr(a, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
+            raise BackendError(f"--{name.replace('_', '-')} must be in [0, 1]")
     for name in ("ttft_ms", "itl_ms"):
         v = getattr(a, name)
         if v is not None and (v < 0 or not math.isfinite(v)):
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+            raise BackendError(f"--{name.replace('_', '-')} must be >= 0")
     if a.jitter and a.ttft_ms is None and a.itl_ms is None:
-        raise ValueError("--jitter needs --ttft-ms and/or --itl-ms")
+        raise BackendError("--jitter needs --ttft-ms and/or --itl-ms")
     if a.triton_error_after is not None and a.triton_error_after < 0:
-        raise ValueError("--triton-error-after must be >= 0")
+        raise BackendError("--triton-error-after must be >= 0")
     if not 0 <= a.port <= 65535:
-        raise ValueError("--port must be in 0..65535")
+        raise BackendError("--port must be in 0..65535")
     return MockConfig(
         preset=preset, model=a.model, tokens_per_chunk=a.tokens_per_chunk, fail_rate=a.fail_rate,
         fail_midstream=a.fail_midstream, seed=a.seed, ttft_ms=a.ttft_ms, itl_ms=a.itl_ms,
@@ -478,7 +480,7 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
 
 async def serve(cfg: MockConfig, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = MockServer(cfg)
+    server = MockServerApp(cfg)
     srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True)
     real_port = srv.sockets[0].getsockname()[1]
     print(f"LISTENING {real_port}", flush=True)
@@ -506,7 +508,7 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
             return uvloop.new_event_loop()
         except ImportError:
             if kind == "uvloop":
-                raise ValueError("--loop uvloop: uvloop is not installed") from None
+                raise BackendError("--loop uvloop: uvloop is not installed") from None
     return asyncio.new_event_loop()
 
 

@@ -1,7 +1,7 @@
 """Before a sweep: is the Triton server ready, does it serve the model, can we stream from it?
 
 Checks run over the transport the sweep will use (HTTP: plain urllib via backends.control;
-gRPC: tritonclient). Failures raise one line for the user (the CLI prints it and exits 2).
+gRPC: tritonclient). Failures raise BackendError, one line for the user (the CLI prints it and exits 2).
 
 Findings on tritonserver 2.51 (see docs/triton.md): `GET /v2` does NOT list "generate" among its
 extensions although generate_stream works, so a missing entry is confirmed with a probe that
@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from backends import control
+from backends.errors import BackendError
 from backends.triton.grpc_codec import grpc_target
 from backends.triton.http_codec import VLLM_FLAGS
 
@@ -39,27 +40,19 @@ class ModelInfo:
     server_version: str
 
 
-def _fail(message: str) -> Exception:
-    try:
-        from profiler.sweep import SweepError
-    except ImportError:  # the backends package is usable without the profiler
-        return ValueError(message)
-    return SweepError(message)
-
-
 def pick_style(model: str, inputs: dict[str, str], style: str = "auto") -> str:
     if "text_input" not in inputs:
-        raise _fail(f"model {model!r} has no text_input input (it takes {', '.join(inputs) or 'nothing'}): "
+        raise BackendError(f"model {model!r} has no text_input input (it takes {', '.join(inputs) or 'nothing'}): "
                     "not a Triton LLM model (vLLM backend or TensorRT-LLM ensemble/BLS)")
     if style in ("vllm", "trtllm"):
         return style
     if style != "auto":
-        raise _fail(f"unknown Triton request style {style!r}: choose auto, vllm or trtllm")
+        raise BackendError(f"unknown Triton request style {style!r}: choose auto, vllm or trtllm")
     if "sampling_parameters" in inputs:
         return "vllm"
     if "max_tokens" in inputs:
         return "trtllm"
-    raise _fail(f"model {model!r} takes neither sampling_parameters (vLLM backend) nor max_tokens "
+    raise BackendError(f"model {model!r} takes neither sampling_parameters (vLLM backend) nor max_tokens "
                 f"(TensorRT-LLM): inputs are {', '.join(inputs)}")
 
 
@@ -85,10 +78,10 @@ def _served_list(models: list[str]) -> str:
     return f"it serves: {', '.join(models)}" if models else "it does not list its models"
 
 
-def _need_model(where: str, models: list[str]) -> Exception:
+def _need_model(where: str, models: list[str]) -> BackendError:
     if models:
-        return _fail(f"--model is required: the server at {where} serves {', '.join(models)}")
-    return _fail(f"--model is required: the server at {where} does not list its models")
+        return BackendError(f"--model is required: the server at {where} serves {', '.join(models)}")
+    return BackendError(f"--model is required: the server at {where} does not list its models")
 
 
 # ---------------------------------------------------------------- HTTP
@@ -118,15 +111,15 @@ def resolve_http(url: str, model: str, style: str = "auto") -> ModelInfo:
     try:
         status, _, _ = control.get(base + "/v2/health/ready", TIMEOUT_S)
     except control.ControlError as e:
-        raise _fail(str(e)) from None
+        raise BackendError(str(e)) from None
     if status != 200:
         hint = "not a Triton server?" if status in (404, 405) else "still loading?"
-        raise _fail(f"Triton server at {url} is not ready (GET /v2/health/ready answered HTTP {status}; {hint})")
+        raise BackendError(f"Triton server at {url} is not ready (GET /v2/health/ready answered HTTP {status}; {hint})")
     try:
         status, body, _ = control.get(base + "/v2", TIMEOUT_S)
         meta = _json(body) if status == 200 else None
         if not isinstance(meta, dict):
-            raise _fail(f"{url} is not a Triton server (GET /v2 answered HTTP {status})")
+            raise BackendError(f"{url} is not a Triton server (GET /v2 answered HTTP {status})")
         version = str(meta.get("version", ""))
         has_generate = "generate" in (meta.get("extensions") or [])
 
@@ -137,15 +130,15 @@ def resolve_http(url: str, model: str, style: str = "auto") -> ModelInfo:
             model = models[0]
         status, body, _ = control.get(f"{base}/v2/models/{model}", TIMEOUT_S)
         if status in (400, 404):
-            raise _fail(f"model {model!r} is not served at {url}; {_served_list(_http_models(base))}")
+            raise BackendError(f"model {model!r} is not served at {url}; {_served_list(_http_models(base))}")
         meta = _json(body) if status == 200 else None
         if not isinstance(meta, dict):
-            raise _fail(f"GET /v2/models/{model} at {url} answered HTTP {status}")
+            raise BackendError(f"GET /v2/models/{model} at {url} answered HTTP {status}")
         inputs = {str(t["name"]): str(t.get("datatype", "")) for t in meta.get("inputs", []) if "name" in t}
         outputs = [str(t["name"]) for t in meta.get("outputs", []) if "name" in t]
 
         if not has_generate and not _probe_generate(base, model):
-            raise _fail(f"server at {url} has no generate extension (Triton's generate_stream endpoint); "
+            raise BackendError(f"server at {url} has no generate extension (Triton's generate_stream endpoint); "
                         "use --protocol grpc or the OpenAI frontend")
         decoupled = None
         status, body, _ = control.get(f"{base}/v2/models/{model}/config", TIMEOUT_S)
@@ -153,7 +146,7 @@ def resolve_http(url: str, model: str, style: str = "auto") -> ModelInfo:
         if isinstance(cfg, dict):
             decoupled = bool((cfg.get("model_transaction_policy") or {}).get("decoupled", False))
     except control.ControlError as e:
-        raise _fail(str(e)) from None
+        raise BackendError(str(e)) from None
     return _info("http", url, model, style, inputs, outputs, decoupled, version)
 
 
@@ -184,12 +177,12 @@ def resolve_grpc(url: str, model: str, style: str = "auto") -> ModelInfo:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
     except ImportError:
-        raise _fail("--protocol grpc needs tritonclient: pip install 'tritonclient[grpc]'") from None
+        raise BackendError("--protocol grpc needs tritonclient: pip install 'tritonclient[grpc]'") from None
     target = grpc_target(url)
     try:
         client = grpcclient.InferenceServerClient(target)
     except InferenceServerException as e:
-        raise _fail(f"bad gRPC address {target!r}: {e.message()}") from None
+        raise BackendError(f"bad gRPC address {target!r}: {e.message()}") from None
 
     def models() -> list[str]:
         try:
@@ -207,9 +200,9 @@ def resolve_grpc(url: str, model: str, style: str = "auto") -> ModelInfo:
             ready = client.is_server_ready(client_timeout=TIMEOUT_S)
             meta = client.get_server_metadata(client_timeout=TIMEOUT_S)
         except InferenceServerException as e:
-            raise _fail(f"cannot reach a Triton gRPC server at {target}: {_grpc_reason(e)}") from None
+            raise BackendError(f"cannot reach a Triton gRPC server at {target}: {_grpc_reason(e)}") from None
         if not ready:
-            raise _fail(f"Triton server at {target} is not ready")
+            raise BackendError(f"Triton server at {target} is not ready")
         if not model:
             names = models()
             if len(names) != 1:
@@ -218,7 +211,7 @@ def resolve_grpc(url: str, model: str, style: str = "auto") -> ModelInfo:
         try:
             md = client.get_model_metadata(model, client_timeout=TIMEOUT_S)
         except InferenceServerException:
-            raise _fail(f"model {model!r} is not served at {target}; {_served_list(models())}") from None
+            raise BackendError(f"model {model!r} is not served at {target}; {_served_list(models())}") from None
         inputs = {t.name: t.datatype for t in md.inputs}
         outputs = [t.name for t in md.outputs]
         decoupled = None
@@ -245,7 +238,7 @@ def resolve(target, protocol: str = "http", style: str = "auto"):
     """Check the server and model for `target` (profiler.sweep.Target); store what the codec needs
     in target.extra_manifest["triton"] (it lands in manifest.json). Returns the target."""
     if protocol not in ("http", "grpc"):
-        raise _fail(f"unknown Triton protocol {protocol!r}: choose http or grpc")
+        raise BackendError(f"unknown Triton protocol {protocol!r}: choose http or grpc")
     if protocol == "grpc":
         info = resolve_grpc(target.url, target.model, style)
     else:

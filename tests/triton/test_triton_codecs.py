@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from backends.errors import BackendError
 from backends.http_stream import Endpoint
 from backends.records import ERR_CONNECT, ERR_PROTOCOL, ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, parse_generate_stream
@@ -75,11 +76,9 @@ def test_style_detection():
     # a model with both (like the mock): the vLLM backend's JSON parameters win
     assert pick_style("m", {"text_input": "BYTES", "max_tokens": "INT32", "sampling_parameters": "BYTES"}) == "vllm"
     assert pick_style("m", {"text_input": "BYTES", "sampling_parameters": "BYTES"}, "trtllm") == "trtllm"
-    from profiler.sweep import SweepError
-
-    with pytest.raises(SweepError, match="no text_input"):
+    with pytest.raises(BackendError, match="no text_input"):
         pick_style("m", {"input_ids": "INT32"})
-    with pytest.raises(SweepError, match="neither sampling_parameters"):
+    with pytest.raises(BackendError, match="neither sampling_parameters"):
         pick_style("m", {"text_input": "BYTES"})
 
 
