@@ -35,7 +35,7 @@ GEN_TOKENS = "vllm:generation_tokens_total"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 TTFT_HIST = "vllm:time_to_first_token_seconds"
 SUCCESS = "vllm:request_success_total"
-# `inferprof sweep` sends one short test request before the first point (profiler/sweep.py:
+# `inferprof sweep` sends one short test request before the first point (profiler/endpoint.py:
 # preflight, max_tokens=2) and does not record it in requests.parquet.
 PREFLIGHT_REQUESTS = 1
 PREFLIGHT_TOKENS = 2

@@ -15,7 +15,7 @@ from triton_helpers import FAIL_AFTER, ITL_MS, TTFT_MS, _start_mock, _stop_mock,
 from backends.http_stream import Connection, parse_url
 from backends.records import ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, resolve
-from profiler.sweep import Target
+from profiler.endpoint import Target
 from workloads.requests import RequestSpec
 
 pytestmark = pytest.mark.triton
