@@ -14,6 +14,7 @@ vLLM's field order ``prompt_tokens, total_tokens, completion_tokens``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backends.mock.tokens import WORDS, generated_text
@@ -90,14 +91,46 @@ class StreamPlan:
         return w
 
 
-def _chunk_plan(prefix: bytes, mids, n_tokens: int, tokens_per_chunk: int, continuous_usage: bool):
-    """(chunks so far, their tokens, the (text, tokens) parts still to build, tokens done, word
-    offset). With one token per chunk and no per-chunk usage, every chunk but the last is
-    stamped from `prefix` and the precomputed `mids` (the fast path); else all are built."""
+def _object_json(rid: str, obj: str, created: int, model: str) -> str:
+    """The opening fields every chunk of one OpenAI stream shares, up to ``"choices"``."""
+    return f'{{"id":"{rid}","object":"{obj}","created":{created},"model":{json.dumps(model)},'
+
+
+def _content_chunks(
+    prefix: bytes,
+    mids: tuple[bytes, ...],
+    n_tokens: int,
+    tokens_per_chunk: int,
+    continuous_usage: bool,
+    event: Callable[[str, bool, int], str],
+) -> tuple[list[bytes], list[int]]:
+    """(framed content chunks, tokens of each). ``event(text, last, done)`` is the JSON of one
+    chunk: ``text`` its JSON-encoded words, ``last`` whether it finishes the stream, ``done`` the
+    tokens sent so far. With one token per chunk and no per-chunk usage, every chunk but the last
+    is stamped from ``prefix`` and the precomputed ``mids`` (the fast path)."""
     if tokens_per_chunk == 1 and not continuous_usage and n_tokens > 1:
-        n = n_tokens - 1
-        return _fast_chunks(prefix, mids, n), [1] * n, chunk_texts(1, 1), n, n
-    return [], [], chunk_texts(n_tokens, tokens_per_chunk), 0, 0
+        done = start = n_tokens - 1
+        chunks, tokens = _fast_chunks(prefix, mids, done), [1] * done
+        parts = chunk_texts(1, 1)
+    else:
+        done = start = 0
+        chunks, tokens = [], []
+        parts = chunk_texts(n_tokens, tokens_per_chunk)
+    for i, (text, k) in enumerate(parts):
+        if start:
+            text = _WORDS_JSON[start % len(WORDS)]
+        done += k
+        chunks.append(frame(sse(event(text, i == len(parts) - 1, done))))
+        tokens.append(k)
+    return chunks, tokens
+
+
+def _openai_tail(obj_json: str, prompt_tokens: int, n_tokens: int, include_usage: bool) -> bytes:
+    """What follows the last content chunk: the usage-only chunk (when asked), [DONE], terminator."""
+    tail = b""
+    if include_usage:
+        tail += frame(sse(obj_json + f'"choices":[],"usage":{usage_json(prompt_tokens, n_tokens)}}}'))
+    return tail + frame(DONE) + TERMINATOR
 
 
 def chat_stream(
@@ -112,27 +145,19 @@ def chat_stream(
     continuous_usage: bool,
     early_role: bool,
 ) -> StreamPlan:
-    model_j = json.dumps(model)
-    pre = f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},"choices":[{{"index":0,'
+    obj = _object_json(rid, "chat.completion.chunk", created, model)
+    pre = obj + '"choices":[{"index":0,'
     role_usage = f',"usage":{usage_json(prompt_tokens, 0)}' if continuous_usage else ""
     role = frame(sse(pre + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + role_usage + "}"))
-    chunks, tokens, parts, done, start = _chunk_plan(
-        ("data: " + pre + '"delta":{"content":').encode(), _CHAT_MIDS, n_tokens, tokens_per_chunk, continuous_usage)
-    for i, (text, k) in enumerate(parts):
-        if start:
-            text = _WORDS_JSON[start % len(WORDS)]
-        done += k
-        fin = '"length","stop_reason":null' if i == len(parts) - 1 else "null"
+
+    def event(text: str, last: bool, done: int) -> str:
+        fin = '"length","stop_reason":null' if last else "null"
         u = f',"usage":{usage_json(prompt_tokens, done)}' if continuous_usage else ""
-        chunks.append(frame(sse(pre + f'"delta":{{"content":{text}}},"logprobs":null,"finish_reason":{fin}}}]' + u + "}")))
-        tokens.append(k)
-    tail = b""
-    if include_usage:
-        tail += frame(sse(
-            f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{model_j},'
-            f'"choices":[],"usage":{usage_json(prompt_tokens, n_tokens)}}}'
-        ))
-    tail += frame(DONE) + TERMINATOR
+        return pre + f'"delta":{{"content":{text}}},"logprobs":null,"finish_reason":{fin}}}]' + u + "}"
+
+    chunks, tokens = _content_chunks(("data: " + pre + '"delta":{"content":').encode(), _CHAT_MIDS,
+                                     n_tokens, tokens_per_chunk, continuous_usage, event)
+    tail = _openai_tail(obj, prompt_tokens, n_tokens, include_usage)
     if early_role:
         return StreamPlan(head + role, b"", chunks, tokens, tail)
     return StreamPlan(head, role, chunks, tokens, tail)
@@ -149,28 +174,17 @@ def completion_stream(
     include_usage: bool,
     continuous_usage: bool,
 ) -> StreamPlan:
-    model_j = json.dumps(model)
-    pre = f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},"choices":[{{"index":0,"text":'
-    chunks, tokens, parts, done, start = _chunk_plan(
-        ("data: " + pre).encode(), _COMPLETION_MIDS, n_tokens, tokens_per_chunk, continuous_usage)
-    for i, (text, k) in enumerate(parts):
-        if start:
-            text = _WORDS_JSON[start % len(WORDS)]
-        done += k
-        fin = '"length"' if i == len(parts) - 1 else "null"
+    obj = _object_json(rid, "text_completion", created, model)
+    pre = obj + '"choices":[{"index":0,"text":'
+
+    def event(text: str, last: bool, done: int) -> str:
+        fin = '"length"' if last else "null"
         u = usage_json(prompt_tokens, done) if continuous_usage else "null"
-        chunks.append(frame(sse(
-            pre + f'{text},"logprobs":null,"finish_reason":{fin},"stop_reason":null}}],"usage":{u}}}'
-        )))
-        tokens.append(k)
-    tail = b""
-    if include_usage:
-        tail += frame(sse(
-            f'{{"id":"{rid}","object":"text_completion","created":{created},"model":{model_j},'
-            f'"choices":[],"usage":{usage_json(prompt_tokens, n_tokens)}}}'
-        ))
-    tail += frame(DONE) + TERMINATOR
-    return StreamPlan(head, b"", chunks, tokens, tail)
+        return pre + f'{text},"logprobs":null,"finish_reason":{fin},"stop_reason":null}}],"usage":{u}}}'
+
+    chunks, tokens = _content_chunks(("data: " + pre).encode(), _COMPLETION_MIDS,
+                                     n_tokens, tokens_per_chunk, continuous_usage, event)
+    return StreamPlan(head, b"", chunks, tokens, _openai_tail(obj, prompt_tokens, n_tokens, include_usage))
 
 
 def triton_stream(
