@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from backends.http_stream import Endpoint, header_value, http_request
+from backends.http1 import Endpoint, encode_request, header_value
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
 from backends.sse import iter_events, json_events
 from workloads.requests import RequestSpec
@@ -62,7 +62,7 @@ class OpenAICodec:
 
     def request_bytes(self, req: RequestSpec) -> bytes:
         body = json.dumps(self.body(req), separators=(",", ":")).encode()
-        return http_request("POST", PATHS[self.api], self.endpoint, body, self._headers())
+        return encode_request("POST", PATHS[self.api], self.endpoint, body, self._headers())
 
     def parse(self, raw: RawStream) -> ParsedStream:
         return parse_openai_stream(raw)

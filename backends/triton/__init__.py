@@ -7,7 +7,7 @@ Triton's OpenAI-compatible frontend needs none of this: it is served by backends
 
 from __future__ import annotations
 
-from backends.http_stream import Endpoint
+from backends.http1 import Endpoint
 from backends.triton.grpc_codec import TritonGRPCCodec
 from backends.triton.http_codec import TritonHTTPCodec, parse_generate_stream
 from backends.triton.resolve import ModelInfo, resolve

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.http_stream import Endpoint
+from backends.http1 import Endpoint
 from backends.records import (
     ERR_CANCELLED,
     ERR_CLOSED,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from backends.http_stream import Endpoint, header_value, http_request
+from backends.http1 import Endpoint, encode_request, header_value
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ParsedStream, RawStream
 from backends.sse import iter_events, json_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
@@ -57,7 +57,7 @@ class TritonHTTPCodec:
         body = request_fields(self.style, req, self.flags, self.min_tokens_input)
         data = json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        return http_request("POST", self.path, self.endpoint, data, headers)
+        return encode_request("POST", self.path, self.endpoint, data, headers)
 
     def parse(self, raw: RawStream) -> ParsedStream:
         return parse_generate_stream(raw)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from backends.http_stream import Endpoint
+from backends.http1 import Endpoint
 from backends.records import ERR_CONNECT, ERR_PROTOCOL, ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, parse_generate_stream
 from backends.triton.grpc_codec import parse_grpc_stream

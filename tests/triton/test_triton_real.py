@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from triton_helpers import FAIL_AFTER, ITL_MS, TTFT_MS, _start_mock, _stop_mock, cli, sweep
 
-from backends.http_stream import Connection, parse_url
+from backends.http1 import parse_url
+from backends.http_stream import Connection
 from backends.records import ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, resolve
 from profiler.sweep import Target
