@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from backends.http1 import Endpoint, encode_request, header_value
+from backends.http1 import Endpoint, encode_json_post, header_value
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ParsedStream, RawStream
 from backends.sse import iter_events, json_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
@@ -53,11 +53,10 @@ class TritonHTTPCodec:
     def path(self) -> str:
         return f"/v2/models/{self.model}/generate_stream"
 
-    def request_bytes(self, req: RequestSpec) -> bytes:
-        body = request_fields(self.style, req, self.flags, self.min_tokens_input)
-        data = json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        return encode_request("POST", self.path, self.endpoint, data, headers)
+    def encode(self, req: RequestSpec) -> bytes:
+        """The whole HTTP/1.1 request."""
+        fields = request_fields(self.style, req, self.flags, self.min_tokens_input)
+        return encode_json_post(self.endpoint, self.path, fields)
 
     def parse(self, raw: RawStream) -> ParsedStream:
         return parse_generate_stream(raw)
