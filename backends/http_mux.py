@@ -15,24 +15,42 @@ from __future__ import annotations
 import errno
 import select
 import socket
-import time
 from collections import deque
 from dataclasses import dataclass
+from enum import IntEnum
+from time import perf_counter_ns
 
-from backends.http_stream import _LAST_CHUNK, RECV_SIZE, Endpoint, _parse_head, mark_http_error
+from backends.http1 import (
+    RECV_SIZE,
+    BodyEnd,
+    Endpoint,
+    HeadError,
+    mark_http_error,
+    stale_keepalive,
+    take_head,
+)
 from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
 
-_CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _CHECK_NS = 50_000_000  # how often deadlines are checked
+
+
+class State(IntEnum):
+    """Where a connection is. Each state has one step that handles its socket's events."""
+
+    CONNECTING = 0  # connect() under way; may already hold a request
+    SENDING = 1  # the request did not fit in one send(): the rest waits for the socket
+    HEAD = 2  # request sent, response head not yet whole
+    BODY = 3  # the hot path: body bytes are timestamped and kept until the body ends
+    IDLE = 4  # kept alive between requests
 
 
 @dataclass(slots=True)
 class Item:
     rid: int
     sched_ns: int  # when it was meant to leave (open loop); 0 = as soon as possible
-    payload: bytes
+    payload: bytes  # the whole HTTP/1.1 request
     deadline_ns: int = 0  # 0 = no deadline besides the read timeout
 
 
@@ -54,22 +72,21 @@ class Feed:
 
 
 class _Conn:
-    __slots__ = ("sock", "fd", "state", "item", "raw", "reused", "buf", "remaining", "tail", "out",
-                 "last_ns", "retried", "close_after")
+    __slots__ = ("sock", "fd", "state", "item", "raw", "reused", "retried", "buf", "body", "out",
+                 "last_ns", "close_after")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.fd = sock.fileno()
-        self.state = _CONNECTING
+        self.state = State.CONNECTING
         self.item: Item | None = None
         self.raw: RawStream | None = None
-        self.reused = False
-        self.buf = b""
-        self.remaining = -1
-        self.tail = b""
-        self.out = b""
-        self.last_ns = 0
-        self.retried = False
+        self.reused = False  # kept alive from an earlier request
+        self.retried = False  # carries a request resent after a stale keep-alive connection failed
+        self.buf = b""  # response head bytes so far
+        self.body: BodyEnd | None = None  # where the response body ends (set with the head)
+        self.out = b""  # request bytes not sent yet
+        self.last_ns = 0  # last progress (connect, send, recv): the read timeout counts from it
         self.close_after = False  # the response said Connection: close
 
 
@@ -91,14 +108,15 @@ class Mux:
         self.busy_us: list[int] = []
         info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
+        steps = {State.CONNECTING: self._on_connected, State.SENDING: self._on_writable,
+                 State.HEAD: self._on_head, State.BODY: self._on_body, State.IDLE: self._on_idle}
+        self._steps = tuple(steps[s] for s in State)  # indexed by state: one lookup per event
 
     # -- connections -------------------------------------------------------------------------
     def open_conns(self, n: int) -> None:
         """Connect `n` idle connections ahead of the start, so first requests don't pay for it."""
         for _ in range(min(n, self.max_conns - len(self.conns))):
-            c = self._connect()
-            if c is not None:
-                c.state = _CONNECTING
+            self._connect()
 
     def _connect(self) -> _Conn | None:
         s = socket.socket(self.family, socket.SOCK_STREAM)
@@ -109,10 +127,14 @@ class Mux:
             s.close()
             return None
         c = _Conn(s)
-        c.last_ns = time.perf_counter_ns()
+        c.last_ns = perf_counter_ns()
         self.conns[c.fd] = c
         self.ep.register(c.fd, _OUT | _IN)
         return c
+
+    def _park(self, c: _Conn) -> None:
+        c.state = State.IDLE
+        self.idle.append(c)
 
     def _close(self, c: _Conn) -> None:
         self.conns.pop(c.fd, None)
@@ -126,6 +148,8 @@ class Mux:
 
     # -- requests ----------------------------------------------------------------------------
     def _assign(self) -> None:
+        """Give ready requests to connections: idle ones first, then new ones up to `max_conns`,
+        then ones still connecting that hold no request yet."""
         while self.ready:
             if self.idle:
                 c = self.idle.pop()
@@ -133,68 +157,77 @@ class Mux:
             elif len(self.conns) < self.max_conns:
                 c = self._connect()
                 if c is None:
-                    item = self.ready.popleft()
-                    self._fail_item(item, ERR_CONNECT, "connection refused")
+                    self._fail_item(self.ready.popleft(), ERR_CONNECT, "connection refused")
                     continue
-                c.reused = False
             else:
-                # connections still connecting may hold no item yet: give them one
-                c = next((x for x in self.conns.values() if x.state == _CONNECTING and x.item is None), None)
+                c = next((x for x in self.conns.values() if x.state == State.CONNECTING and x.item is None), None)
                 if c is None:
                     return
-            item = self.ready.popleft()
-            c.item = item
+            c.item = self.ready.popleft()
             self.in_flight += 1
-            if c.state != _CONNECTING:
+            if c.state != State.CONNECTING:
                 self._send(c)
 
     def _fail_item(self, item: Item, error: str, detail: str) -> None:
-        now = time.perf_counter_ns()
+        now = perf_counter_ns()
         raw = RawStream(send_ns=now, end_ns=now, error=error, error_detail=detail)
         self.on_done(item, raw)
+
+    def _drop_connecting(self, c: _Conn, detail: str) -> None:
+        """A connection that never connected: its request (if any) fails with a connect error."""
+        item = c.item
+        self._close(c)
+        if item is not None:
+            self.in_flight -= 1
+            self._fail_item(item, ERR_CONNECT, detail)
 
     def _send(self, c: _Conn) -> None:
         c.raw = RawStream()
         c.buf = b""
-        c.tail = b""
-        c.remaining = -1
-        c.raw.send_ns = c.last_ns = time.perf_counter_ns()
+        c.body = None
+        c.raw.send_ns = c.last_ns = perf_counter_ns()
+        payload = c.item.payload
         try:
-            n = c.sock.send(c.item.payload)
+            n = c.sock.send(payload)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as e:
             self._end(c, ERR_CLOSED if c.reused else ERR_CONNECT, f"{type(e).__name__}: {e}", reusable=False)
             return
-        if n < len(c.item.payload):
-            c.out = c.item.payload[n:]
-            c.state = _SENDING
+        if n < len(payload):
+            c.out = payload[n:]
+            c.state = State.SENDING
             self.ep.modify(c.fd, _OUT | _IN)
         else:
-            c.state = _HEAD
+            c.state = State.HEAD
 
     def _end(self, c: _Conn, error: str, detail: str, reusable: bool) -> None:
+        """The request on `c` ended (with `error`, or "" when its response arrived whole)."""
         raw, item = c.raw, c.item
-        if error and not raw.headers_ns and c.reused and not c.retried:
-            # an idle keep-alive connection the server had closed: resend once on a fresh one
-            self._close(c)
-            fresh = self._connect()
-            if fresh is not None:
-                fresh.item, fresh.retried = item, True
-                return
+        if error and not c.retried and stale_keepalive(raw, c.reused) and self._resend(c):
+            return
         if not raw.end_ns:
-            raw.end_ns = time.perf_counter_ns()
+            raw.end_ns = perf_counter_ns()
         if error and not raw.error:
             raw.error, raw.error_detail = error, detail
         c.item = None
         c.raw = None
         self.in_flight -= 1
         if reusable:
-            c.state = _IDLE
-            self.idle.append(c)
+            self._park(c)
         else:
             self._close(c)
         self.on_done(item, raw)
+
+    def _resend(self, c: _Conn) -> bool:
+        """Move the request of `c` (which is closed) to a fresh connection; False if none opens."""
+        item = c.item
+        self._close(c)
+        fresh = self._connect()
+        if fresh is None:
+            return False
+        fresh.item, fresh.retried = item, True
+        return True
 
     def _finish(self, c: _Conn, reusable: bool) -> None:
         """The response arrived whole: a non-2xx status still makes it an error."""
@@ -203,109 +236,67 @@ class Mux:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, feed: Feed) -> None:
-        perf = time.perf_counter_ns
-        next_check = perf() + _CHECK_NS
-        conns = self.conns
-        poll = self.ep.poll
+        """Send what `feed` offers and read the responses until it is exhausted and none is left."""
+        next_check = perf_counter_ns() + _CHECK_NS
         while True:
-            now = perf()
+            now = perf_counter_ns()
             self.ready.extend(feed.due(now))
             if self.ready:
                 self._assign()
             if feed.exhausted() and not self.ready and self.in_flight == 0:
                 return
-            nxt = feed.next_ns()
-            wait_ns = min(next_check - now, (nxt - now) if nxt is not None else _CHECK_NS)
-            timeout = max(0.0, wait_ns / 1e9)
-            events = poll(timeout)
-            t_events = perf()
-            for fd, _ev in events:
-                c = conns.get(fd)
-                if c is None:
-                    continue
-                state = c.state
-                if state == _BODY:
-                    # the hot path: one recv, one timestamp, two appends
-                    try:
-                        data = c.sock.recv(RECV_SIZE)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as e:
-                        self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
-                        continue
-                    t = perf()
-                    if data:
-                        raw = c.raw
-                        raw.recv_ns.append(t)
-                        raw.recv_bytes.append(data)
-                        c.last_ns = t
-                        if c.remaining == -2:  # chunked
-                            if len(data) >= 7:
-                                c.tail = data[-7:]
-                            else:
-                                c.tail = (c.tail + data)[-7:]
-                            if c.tail == _LAST_CHUNK:
-                                raw.end_ns = t
-                                self._finish(c, reusable=not c.close_after)
-                        elif c.remaining >= 0:
-                            c.remaining -= len(data)
-                            if c.remaining <= 0:
-                                raw.end_ns = t
-                                self._finish(c, reusable=not c.close_after)
-                    else:
-                        c.raw.end_ns = t
-                        if c.remaining == -1:  # body delimited by close: this is its end
-                            self._finish(c, reusable=False)
-                        else:
-                            self._end(c, ERR_CLOSED, "connection closed mid-stream", reusable=False)
-                elif state == _HEAD:
-                    self._read_head(c, perf)
-                elif state == _CONNECTING:
-                    err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if err:
-                        item = c.item
-                        self._close(c)
-                        if item is not None:
-                            self.in_flight -= 1
-                            self._fail_item(item, ERR_CONNECT, f"connect: {errno.errorcode.get(err, err)}")
-                        continue
-                    self.ep.modify(fd, _IN)
-                    if c.item is not None:
-                        self._send(c)
-                    else:
-                        c.state = _IDLE
-                        self.idle.append(c)
-                        if self.ready:
-                            self._assign()
-                elif state == _SENDING:
-                    try:
-                        n = c.sock.send(c.out)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as e:
-                        self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
-                        continue
-                    c.out = c.out[n:]
-                    if not c.out:
-                        c.state = _HEAD
-                        self.ep.modify(fd, _IN)
-                else:  # idle: the server closed it (or sent junk); drop it
-                    try:
-                        data = c.sock.recv(RECV_SIZE)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        self._close(c)
-            now = perf()
-            if events:
-                self.busy_us.append((now - t_events) // 1000)
+            events = self.ep.poll(self._poll_timeout_s(feed, now, next_check))
+            now = self._handle(events) if events else perf_counter_ns()
             if now >= next_check:
                 next_check = now + _CHECK_NS
                 self._check_deadlines(now)
 
-    def _read_head(self, c: _Conn, perf) -> None:
+    @staticmethod
+    def _poll_timeout_s(feed: Feed, now: int, next_check: int) -> float:
+        """Until the next deadline check or the next scheduled request, whichever is first."""
+        nxt = feed.next_ns()
+        wait_ns = min(next_check - now, (nxt - now) if nxt is not None else _CHECK_NS)
+        return max(0.0, wait_ns / 1e9)
+
+    def _handle(self, events: list[tuple[int, int]]) -> int:
+        """Run each ready socket's step; records the time it took, returns the time after."""
+        t_events = perf_counter_ns()
+        conns, steps = self.conns, self._steps
+        for fd, _ev in events:
+            c = conns.get(fd)
+            if c is not None:
+                steps[c.state](c)
+        now = perf_counter_ns()
+        self.busy_us.append((now - t_events) // 1000)
+        return now
+
+    def _on_connected(self, c: _Conn) -> None:
+        err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._drop_connecting(c, f"connect: {errno.errorcode.get(err, err)}")
+            return
+        self.ep.modify(c.fd, _IN)
+        if c.item is not None:
+            self._send(c)
+            return
+        self._park(c)
+        if self.ready:
+            self._assign()
+
+    def _on_writable(self, c: _Conn) -> None:
+        try:
+            n = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
+            return
+        c.out = c.out[n:]
+        if not c.out:
+            c.state = State.HEAD
+            self.ep.modify(c.fd, _IN)
+
+    def _on_head(self, c: _Conn) -> None:
         try:
             data = c.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -313,44 +304,67 @@ class Mux:
         except OSError as e:
             self._end(c, ERR_CLOSED if c.reused else ERR_CONNECT, f"{type(e).__name__}: {e}", reusable=False)
             return
-        t = perf()
-        raw = c.raw
+        t = perf_counter_ns()
         if not data:
             self._end(c, ERR_CLOSED, "connection closed before response headers", reusable=False)
             return
         c.buf += data
         c.last_ns = t
-        k = c.buf.find(b"\r\n\r\n")
-        if k < 0:
-            if len(c.buf) > 65536:
-                self._end(c, ERR_PROTOCOL, "response headers too long or not HTTP", reusable=False)
+        raw = c.raw
+        try:
+            got = take_head(c.buf, raw, t)
+        except HeadError as e:
+            self._end(c, ERR_PROTOCOL, str(e), reusable=False)
             return
-        raw.headers_ns = t
-        head = c.buf[:k]
-        raw.header_bytes = head
-        status, chunked, length, close = _parse_head(head)
-        raw.status, raw.chunked = status, chunked
-        if status == 0:
-            self._end(c, ERR_PROTOCOL, f"not an HTTP response: {head[:60]!r}", reusable=False)
+        if got is None:
             return
-        body = c.buf[k + 4 :]
+        head, body = got
         c.buf = b""
-        c.close_after = close
-        c.state = _BODY
-        c.remaining = -2 if chunked else length
+        c.close_after = head.close
+        c.state = State.BODY
+        c.body = BodyEnd(head, body)
         if body:
             raw.recv_ns.append(t)
             raw.recv_bytes.append(body)
-        if chunked:
-            c.tail = body[-7:]
-            if c.tail == _LAST_CHUNK or body == b"0\r\n\r\n":
-                raw.end_ns = t
-                self._finish(c, reusable=not close)
-        elif length >= 0:
-            c.remaining = length - len(body)
-            if c.remaining <= 0:
-                raw.end_ns = t
-                self._finish(c, reusable=not close)
+        if c.body.done:
+            raw.end_ns = t
+            self._finish(c, reusable=not head.close)
+
+    def _on_body(self, c: _Conn) -> None:
+        """The hot path: one recv, one timestamp, two appends."""
+        try:
+            data = c.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
+            return
+        t = perf_counter_ns()
+        raw = c.raw
+        if not data:
+            raw.end_ns = t
+            if c.body.until_close:  # the close is the end of the body
+                self._finish(c, reusable=False)
+            else:
+                self._end(c, ERR_CLOSED, "connection closed mid-stream", reusable=False)
+            return
+        raw.recv_ns.append(t)
+        raw.recv_bytes.append(data)
+        c.last_ns = t
+        if c.body.feed(data):
+            raw.end_ns = t
+            self._finish(c, reusable=not c.close_after)
+
+    def _on_idle(self, c: _Conn) -> None:
+        """The server closed a kept-alive connection (or sent bytes nobody asked for): drop it."""
+        try:
+            data = c.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(c)
 
     def _check_deadlines(self, now: int) -> None:
         for c in list(self.conns.values()):
@@ -358,12 +372,8 @@ class Mux:
                 continue
             if c.raw is None:  # still connecting with a request waiting
                 if now - c.last_ns > self.read_timeout_ns:
-                    item = c.item
-                    self._close(c)
-                    self.in_flight -= 1
-                    self._fail_item(item, ERR_CONNECT, "connect timed out")
-                continue
-            if c.item.deadline_ns and now > c.item.deadline_ns:
+                    self._drop_connecting(c, "connect timed out")
+            elif c.item.deadline_ns and now > c.item.deadline_ns:
                 self._end(c, ERR_TIMEOUT, "request deadline passed", reusable=False)
             elif now - c.last_ns > self.read_timeout_ns:
                 self._end(c, ERR_TIMEOUT, f"no data for {self.read_timeout_ns / 1e9:g} s", reusable=False)
@@ -372,4 +382,3 @@ class Mux:
         for c in list(self.conns.values()):
             self._close(c)
         self.ep.close()
-

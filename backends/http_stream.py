@@ -1,49 +1,32 @@
-"""The load generator's hot path: a lean HTTP/1.1 streaming reader on a blocking socket.
+"""The threads transport: a lean HTTP/1.1 streaming reader on a blocking socket, one per thread.
 
 Why not aiohttp/httpx: per received chunk they build objects, decode and await, and one client
 core then saturates at a tenth of the chunk rate a GPU server produces; the clock ends up
 measuring the client's own queue (see benchmarks/truth/ for figures). Here each recv() costs one
 timestamp and two list appends; framing and SSE parsing happen after the request (backends/sse.py).
+The HTTP/1.1 rules (head, body end, keep-alive retry) are backends/http1.py, shared with the
+default epoll transport (backends/http_mux.py).
 
-One `Connection` per stream thread, kept alive across requests.
+One `Connection` per stream thread (`--transport threads`), kept alive across requests.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_HTTP, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
-
-RECV_SIZE = 1 << 16
-_LAST_CHUNK = b"\r\n0\r\n\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str
-    port: int
-    base_path: str  # URL path prefix without trailing slash, e.g. "" or "/proxy"
-
-    @property
-    def host_header(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_url(url: str) -> Endpoint:
-    """Split an http:// URL; raises ValueError with a one-line reason."""
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme != "http":
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http://host:port")
-    if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
-    try:
-        port = parts.port or 80
-    except ValueError as e:
-        raise ValueError(f"bad port in URL {url!r}") from e
-    return Endpoint(parts.hostname, port, parts.path.rstrip("/"))
+from backends.http1 import (  # noqa: F401  (parse_url: profiler/cli.py and sweep.py import it from here)
+    RECV_SIZE,
+    BodyEnd,
+    Endpoint,
+    HeadError,
+    ResponseHead,
+    mark_http_error,
+    parse_url,
+    stale_keepalive,
+    take_head,
+)
+from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
 
 
 class Connection:
@@ -71,184 +54,92 @@ class Connection:
 
     def stream(self, request: bytes, raw: RawStream, deadline_ns: int) -> None:
         """Send `request`, record the response into `raw`. Never raises for network faults."""
-        perf = time.perf_counter_ns
         for attempt in (0, 1):
             reused = self.sock is not None
             try:
                 sock = self.sock or self.open()
             except OSError as e:
-                raw.send_ns = raw.end_ns = perf()
+                raw.send_ns = raw.end_ns = time.perf_counter_ns()
                 raw.error, raw.error_detail = ERR_CONNECT, f"{type(e).__name__}: {e}"
                 return
-            keep = False
-            try:
-                raw.send_ns = perf()
-                sock.sendall(request)
-                keep = self._read_response(sock, raw, deadline_ns, perf)
-            except TimeoutError:
-                raw.end_ns = perf()
-                raw.error, raw.error_detail = ERR_TIMEOUT, f"no data for {self.read_timeout:g} s"
-            except OSError as e:
-                raw.end_ns = perf()
-                raw.error = ERR_CLOSED if raw.headers_ns else ERR_CONNECT
-                raw.error_detail = f"{type(e).__name__}: {e}"
-            if not keep:
+            if not self._exchange(sock, request, raw, deadline_ns):
                 self.close()
-            if attempt == 0 and reused and raw.error and not raw.headers_ns:
-                # The server had closed this idle keep-alive connection: retry once on a fresh one.
+            if attempt == 0 and raw.error and stale_keepalive(raw, reused):
                 raw.error = raw.error_detail = ""
                 raw.recv_ns.clear()
                 raw.recv_bytes.clear()
                 continue
             return
 
-    def _read_response(self, sock: socket.socket, raw: RawStream, deadline_ns: int, perf) -> bool:
-        """Returns True when the connection can be reused."""
-        recv = sock.recv
-        buf = b""
-        while True:
-            data = recv(RECV_SIZE)
-            t = perf()
-            if not data:
-                raw.end_ns = t
-                raw.error, raw.error_detail = ERR_CLOSED, "connection closed before response headers"
+    def _exchange(self, sock: socket.socket, request: bytes, raw: RawStream, deadline_ns: int) -> bool:
+        """One request and its response; True when the connection can be reused."""
+        perf = time.perf_counter_ns
+        try:
+            raw.send_ns = perf()
+            sock.sendall(request)
+            got = _read_head(sock.recv, raw, perf)
+            if got is None:
                 return False
-            buf += data
-            k = buf.find(b"\r\n\r\n")
-            if k >= 0:
+            head, body, t = got
+            return _read_body(sock.recv, raw, head, body, t, deadline_ns, perf)
+        except TimeoutError:
+            raw.end_ns = perf()
+            raw.error, raw.error_detail = ERR_TIMEOUT, f"no data for {self.read_timeout:g} s"
+        except OSError as e:
+            raw.end_ns = perf()
+            raw.error = ERR_CLOSED if raw.headers_ns else ERR_CONNECT
+            raw.error_detail = f"{type(e).__name__}: {e}"
+        return False
+
+
+def _fail(raw: RawStream, t_ns: int, error: str, detail: str) -> None:
+    raw.end_ns = t_ns
+    raw.error, raw.error_detail = error, detail
+
+
+def _read_head(recv, raw: RawStream, perf) -> tuple[ResponseHead, bytes, int] | None:
+    """Receive until the response head is whole: (head, body bytes that came with it, arrival)."""
+    buf = b""
+    while True:
+        data = recv(RECV_SIZE)
+        t = perf()
+        if not data:
+            _fail(raw, t, ERR_CLOSED, "connection closed before response headers")
+            return None
+        buf += data
+        try:
+            got = take_head(buf, raw, t)
+        except HeadError as e:
+            _fail(raw, t, ERR_PROTOCOL, str(e))
+            return None
+        if got is not None:
+            return got[0], got[1], t
+
+
+def _read_body(recv, raw: RawStream, head: ResponseHead, body: bytes, t: int, deadline_ns: int, perf) -> bool:
+    """The hot path: one recv(), one timestamp, two appends until the body ends. True when the
+    connection can be reused."""
+    times = raw.recv_ns
+    pieces = raw.recv_bytes
+    if body:
+        times.append(t)
+        pieces.append(body)
+    end = BodyEnd(head, body)
+    done = end.done
+    while not done:
+        data = recv(RECV_SIZE)
+        t = perf()
+        if not data:
+            if end.until_close:
                 break
-            if len(buf) > 65536:
-                raw.end_ns = t
-                raw.error, raw.error_detail = ERR_PROTOCOL, "response headers too long or not HTTP"
-                return False
-        raw.headers_ns = t
-        head = buf[:k]
-        raw.header_bytes = head
-        status, chunked, length, close = _parse_head(head)
-        raw.status = status
-        raw.chunked = chunked
-        if status == 0:
-            raw.end_ns = t
-            raw.error, raw.error_detail = ERR_PROTOCOL, f"not an HTTP response: {head[:60]!r}"
+            _fail(raw, t, ERR_CLOSED, "connection closed mid-stream" if end.chunked else "connection closed mid-body")
             return False
-        times = raw.recv_ns
-        pieces = raw.recv_bytes
-        body = buf[k + 4 :]
-        if body:
-            times.append(t)
-            pieces.append(body)
-
-        if chunked:
-            tail = body[-7:]
-            done = tail.endswith(_LAST_CHUNK) or body == b"0\r\n\r\n"
-            while not done:
-                data = recv(RECV_SIZE)
-                t = perf()
-                if not data:
-                    raw.end_ns = t
-                    raw.error, raw.error_detail = ERR_CLOSED, "connection closed mid-stream"
-                    return False
-                times.append(t)
-                pieces.append(data)
-                if len(data) >= 7:
-                    done = data[-7:] == _LAST_CHUNK
-                    tail = data[-7:]
-                else:
-                    tail = (tail + data)[-7:]
-                    done = tail == _LAST_CHUNK
-                if t > deadline_ns:
-                    raw.end_ns = t
-                    raw.error, raw.error_detail = ERR_TIMEOUT, "request deadline passed"
-                    return False
-        elif length >= 0:
-            remaining = length - len(body)
-            while remaining > 0:
-                data = recv(RECV_SIZE)
-                t = perf()
-                if not data:
-                    raw.end_ns = t
-                    raw.error, raw.error_detail = ERR_CLOSED, "connection closed mid-body"
-                    return False
-                times.append(t)
-                pieces.append(data)
-                remaining -= len(data)
-                if t > deadline_ns:
-                    raw.end_ns = t
-                    raw.error, raw.error_detail = ERR_TIMEOUT, "request deadline passed"
-                    return False
-        else:  # body delimited by connection close
-            while True:
-                data = recv(RECV_SIZE)
-                t = perf()
-                if not data:
-                    break
-                times.append(t)
-                pieces.append(data)
-                if t > deadline_ns:
-                    raw.end_ns = t
-                    raw.error, raw.error_detail = ERR_TIMEOUT, "request deadline passed"
-                    return False
-            close = True
-        raw.end_ns = t
-        mark_http_error(raw)
-        return not close
-
-
-def mark_http_error(raw: RawStream) -> None:
-    """A complete response with a non-2xx status is an `http` error, with the start of its body."""
-    if not 200 <= raw.status < 300 and not raw.error:
-        raw.error = ERR_HTTP
-        raw.error_detail = f"HTTP {raw.status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"
-
-
-def _parse_head(head: bytes) -> tuple[int, bool, int, bool]:
-    """(status, chunked, content_length or -1, connection_close) from a response head."""
-    lines = head.split(b"\r\n")
-    status_line = lines[0].split(None, 2)
-    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
-        return 0, False, -1, True
-    try:
-        status = int(status_line[1])
-    except ValueError:
-        return 0, False, -1, True
-    chunked = False
-    length = -1
-    close = status_line[0] == b"HTTP/1.0"
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        value = value.strip().lower()
-        if name == b"transfer-encoding":
-            chunked = b"chunked" in value
-        elif name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                length = -1
-        elif name == b"connection":
-            close = value == b"close"
-    if chunked:
-        length = -1
-    elif length < 0 and (status in (204, 304) or 100 <= status < 200):
-        length = 0
-    return status, chunked, length, close
-
-
-def header_value(head: bytes, name: str) -> str:
-    """A header's value from a recorded response head (post-hoc use only)."""
-    want = name.lower().encode()
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == want:
-            return v.strip().decode("latin-1")
-    return ""
-
-
-def http_request(method: str, path: str, endpoint: Endpoint, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
-    """Serialize one HTTP/1.1 request (prepared once per request, before the point starts)."""
-    lines = [f"{method} {endpoint.base_path}{path} HTTP/1.1", f"Host: {endpoint.host_header}"]
-    for k, v in (headers or {}).items():
-        lines.append(f"{k}: {v}")
-    if body or method in ("POST", "PUT"):
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        times.append(t)
+        pieces.append(data)
+        done = end.feed(data)
+        if t > deadline_ns:
+            _fail(raw, t, ERR_TIMEOUT, "request deadline passed")
+            return False
+    raw.end_ns = t
+    mark_http_error(raw)
+    return not (head.close or end.until_close)

@@ -1,7 +1,8 @@
 """OpenAI-compatible streaming (vLLM, SGLang, Triton's OpenAI frontend, TGI's Messages API).
 
-`OpenAICodec.request_bytes` serializes a request before the point starts; `parse` reads the
-recorded stream after the request ended. Nothing here runs while bytes arrive.
+`OpenAICodec.encode` serializes a request before the point starts; `parse` reads the recorded
+stream after the request ended (the codec contract: backends/codec.py). Nothing here runs while
+bytes arrive.
 
 Content detection (what makes TTFT): an event carries generated content when its choice has
 non-empty `text` (completions) or a delta with non-empty `content`, `reasoning_content`,
@@ -11,11 +12,11 @@ non-empty `text` (completions) or a delta with non-empty `content`, `reasoning_c
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
-from backends.http_stream import Endpoint, header_value, http_request
+from backends.errors import BackendError
+from backends.http1 import Endpoint, encode_json_post, header_value
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
 from backends.sse import iter_events, json_events
 from workloads.requests import RequestSpec
@@ -35,15 +36,11 @@ class OpenAICodec:
 
     def __post_init__(self) -> None:
         if self.api not in PATHS:
-            raise ValueError(f"unknown api {self.api!r}: choose chat or completions")
+            raise BackendError(f"unknown api {self.api!r}: choose chat or completions")
 
-    def _headers(self) -> dict[str, str]:
-        h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "")
-            if key:
-                h["Authorization"] = f"Bearer {key}"
-        return h
+    def _auth_headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def body(self, req: RequestSpec) -> dict:
         b: dict = {"model": self.model, "max_tokens": req.max_tokens, "stream": True,
@@ -60,9 +57,9 @@ class OpenAICodec:
             b["prompt"] = req.prompt
         return b
 
-    def request_bytes(self, req: RequestSpec) -> bytes:
-        body = json.dumps(self.body(req), separators=(",", ":")).encode()
-        return http_request("POST", PATHS[self.api], self.endpoint, body, self._headers())
+    def encode(self, req: RequestSpec) -> bytes:
+        """The whole HTTP/1.1 request."""
+        return encode_json_post(self.endpoint, PATHS[self.api], self.body(req), self._auth_headers())
 
     def parse(self, raw: RawStream) -> ParsedStream:
         return parse_openai_stream(raw)

@@ -123,7 +123,7 @@ def cmd_sweep(a) -> int:
     _telemetry_flags(a)  # validate before anything starts
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend == "openai":
-        from backends.http_stream import parse_url
+        from backends.http1 import parse_url
 
         parse_url(a.url)  # only plain http is spoken by the load generator
     if a.tokenizer and not Path(a.tokenizer).exists():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from backends import control
-from backends.http_stream import parse_url
+from backends.http1 import parse_url
 from backends.openai import OpenAICodec
 from backends.records import RawStream
 from profiler.errors import UserError
@@ -99,7 +99,7 @@ def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> di
     Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
     to measure. Anything else (not streaming, refused, 4xx) stops the sweep before it starts.
     """
-    probe = codec.request_bytes(replace(requests[0], max_tokens=2))
+    probe = codec.encode(replace(requests[0], max_tokens=2))
     for _ in range(3):
         conn = open_connection(codec, codec.endpoint, timeout_s)
         raw = RawStream()

@@ -26,8 +26,10 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
+from backends.codec import Codec, OwnTransportCodec, Payload, Transport
+from backends.http1 import Endpoint
 from backends.http_mux import Feed, Item, Mux
-from backends.http_stream import Connection, Endpoint
+from backends.http_stream import Connection
 from backends.records import ERR_CANCELLED, ERR_TIMEOUT, RawStream, RequestRecord
 from workloads.requests import RequestSpec
 
@@ -42,9 +44,9 @@ class PointJob:
     point: int
     worker: int
     endpoint: Endpoint
-    codec: object  # has request_bytes(RequestSpec) and parse(RawStream)
+    codec: Codec
     requests: list[RequestSpec]
-    payloads: list[bytes]
+    payloads: list[Payload]  # codec.encode() of each request
     total_specs: int  # specs across all workers (makes cycled request ids unique)
     streams: int = 0  # closed loop: streams this worker runs
     arrivals_ns: list[int] | None = None  # open loop: absolute send times, parallel to requests
@@ -109,7 +111,7 @@ def run_job(job: PointJob) -> WorkerResult:
     gc.disable()
     cpu0 = time.process_time()
     wall0 = time.perf_counter_ns()
-    if job.transport == "threads" or hasattr(job.codec, "connection"):
+    if job.transport == "threads" or isinstance(job.codec, OwnTransportCodec):
         stop_probe = threading.Event()
         probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, raws), daemon=True)
         probe.start()
@@ -126,10 +128,11 @@ def run_job(job: PointJob) -> WorkerResult:
     return result
 
 
-def open_connection(codec, endpoint: Endpoint, read_timeout: float):
+def open_connection(codec: Codec, endpoint: Endpoint, read_timeout: float) -> Transport:
     """The codec's own transport when it has one (Triton gRPC), else the lean HTTP reader."""
-    make = getattr(codec, "connection", None)
-    return make(read_timeout) if make else Connection(endpoint, read_timeout=read_timeout)
+    if isinstance(codec, OwnTransportCodec):
+        return codec.connection(read_timeout)
+    return Connection(endpoint, read_timeout=read_timeout)
 
 
 def _deadline(job: PointJob, send_ns: int) -> int:

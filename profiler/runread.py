@@ -77,7 +77,7 @@ class Run:
 def read_manifest(run_dir: str | Path) -> dict:
     path = Path(run_dir) / rf.MANIFEST
     if not Path(run_dir).is_dir():
-        raise UserError(f"run folder not found: {run_dir}")
+        raise UserError(f"run folder not found: {run_dir} is not a run folder (no such folder)")
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no {rf.MANIFEST})")
     try:

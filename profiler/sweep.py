@@ -54,7 +54,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
-        return reqs, [codec.request_bytes(r) for r in reqs]
+        return reqs, [codec.encode(r) for r in reqs]
 
     first = workload(0, spec.loads[0])
     for note in notices:

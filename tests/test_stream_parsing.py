@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from backends.openai import parse_openai_stream
+from backends.codec import Codec
+from backends.http1 import Endpoint
+from backends.openai import OpenAICodec, parse_openai_stream
 from backends.records import RawStream
 from backends.sse import dechunk, iter_events
+from workloads.requests import RequestSpec
 
 HEAD_SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked"
 
@@ -128,3 +131,18 @@ def test_not_a_stream_and_error_event_and_missing_final_chunk():
     body = chunk(chat_event(content="a"))  # connection cut: no terminating chunk
     p = parse_openai_stream(raw_of([body], [1]))
     assert p.error == "protocol"
+
+
+def test_openai_request_golden_bytes(monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "sekret")
+    codec = OpenAICodec(Endpoint("10.0.0.1", 8000, "/proxy"), "m", api="completions", api_key_env="TEST_KEY",
+                        temperature=0.5, continuous_usage=True, ignore_eos=False)
+    assert isinstance(codec, Codec)
+    body = (b'{"model":"m","max_tokens":16,"stream":true,"stream_options":{"include_usage":true,'
+            b'"continuous_usage_stats":true},"temperature":0.5,"prompt":"hello \\u00e9 world"}')
+    assert codec.encode(RequestSpec(0, "hello \u00e9 world", 3, 16, True)) == (
+        b"POST /proxy/v1/completions HTTP/1.1\r\nHost: 10.0.0.1:8000\r\nContent-Type: application/json\r\n"
+        b"Accept: text/event-stream\r\nAuthorization: Bearer sekret\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    chat = OpenAICodec(Endpoint("h", 80, ""), "m").encode(RequestSpec(0, "hi", 1, 2, True))
+    assert chat.startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: h:80\r\n")
+    assert b"Authorization" not in chat and chat.endswith(b'"ignore_eos":true,"messages":[{"role":"user","content":"hi"}]}')

@@ -7,7 +7,8 @@ Triton's OpenAI-compatible frontend needs none of this: it is served by backends
 
 from __future__ import annotations
 
-from backends.http_stream import Endpoint
+from backends.codec import Codec
+from backends.http1 import Endpoint
 from backends.triton.grpc_codec import TritonGRPCCodec
 from backends.triton.http_codec import TritonHTTPCodec, parse_generate_stream
 from backends.triton.resolve import ModelInfo, resolve
@@ -15,7 +16,7 @@ from backends.triton.resolve import ModelInfo, resolve
 __all__ = ["TritonGRPCCodec", "TritonHTTPCodec", "ModelInfo", "make_codec", "parse_generate_stream", "resolve"]
 
 
-def make_codec(endpoint: Endpoint, target, protocol: str = "http"):
+def make_codec(endpoint: Endpoint, target, protocol: str = "http") -> Codec:
     """The codec for a resolved target (resolve() is run here when the caller did not)."""
     info = target.extra_manifest.get("triton")
     if not info or "style" not in info:

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.http_stream import Endpoint
+from backends.codec import PromptPayload
+from backends.errors import BackendError
+from backends.http1 import Endpoint
 from backends.records import (
     ERR_CANCELLED,
     ERR_CLOSED,
@@ -63,23 +65,23 @@ class TritonGRPCCodec:
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise ValueError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
+            raise BackendError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
 
     @property
     def target(self) -> str:
         return f"{self.endpoint.host}:{self.endpoint.port}"
 
-    def request_bytes(self, req: RequestSpec) -> tuple[str, int]:
-        # Any picklable payload will do: the tensors are built by the stream thread, before send_ns.
-        return (req.prompt, req.max_tokens)
+    def encode(self, req: RequestSpec) -> PromptPayload:
+        # The tensors are built from it by the stream thread, before send_ns is taken.
+        return PromptPayload(req.prompt, req.max_tokens)
 
-    def connection(self, read_timeout: float) -> GRPCStreamConnection:
-        return GRPCStreamConnection(self, read_timeout)
+    def connection(self, read_timeout_s: float) -> GRPCStreamConnection:
+        return GRPCStreamConnection(self, read_timeout_s)
 
-    def build_inputs(self, payload: tuple[str, int]) -> list:
+    def build_inputs(self, payload: PromptPayload) -> list:
         import tritonclient.grpc as grpcclient
 
-        prompt, max_tokens = payload
+        prompt, max_tokens = payload.prompt, payload.max_tokens
         dtypes = dict(self.inputs)
         values: list[tuple[str, object]] = [("text_input", prompt.encode())]
         if self.style == "vllm":
@@ -168,7 +170,7 @@ class GRPCStreamConnection:
             except Exception:  # closing a broken channel must not take the thread down
                 pass
 
-    def stream(self, payload: tuple[str, int], raw: RawStream, deadline_ns: int) -> None:
+    def stream(self, payload: PromptPayload, raw: RawStream, deadline_ns: int) -> None:
         """Send one request on the stream and record its responses. Never raises for network faults."""
         from tritonclient.utils import InferenceServerException
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from backends.http_stream import Endpoint, header_value, http_request
+from backends.errors import BackendError
+from backends.http1 import Endpoint, encode_json_post, header_value
 from backends.records import ERR_HTTP, ERR_PROTOCOL, ParsedStream, RawStream
 from backends.sse import iter_events, json_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
@@ -47,17 +48,16 @@ class TritonHTTPCodec:
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise ValueError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
+            raise BackendError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
 
     @property
     def path(self) -> str:
         return f"/v2/models/{self.model}/generate_stream"
 
-    def request_bytes(self, req: RequestSpec) -> bytes:
-        body = request_fields(self.style, req, self.flags, self.min_tokens_input)
-        data = json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        return http_request("POST", self.path, self.endpoint, data, headers)
+    def encode(self, req: RequestSpec) -> bytes:
+        """The whole HTTP/1.1 request."""
+        fields = request_fields(self.style, req, self.flags, self.min_tokens_input)
+        return encode_json_post(self.endpoint, self.path, fields)
 
     def parse(self, raw: RawStream) -> ParsedStream:
         return parse_generate_stream(raw)

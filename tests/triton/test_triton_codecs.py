@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from backends.codec import Codec, OwnTransportCodec, PromptPayload
 from backends.errors import BackendError
-from backends.http_stream import Endpoint
+from backends.http1 import Endpoint
 from backends.records import ERR_CONNECT, ERR_PROTOCOL, ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, parse_generate_stream
 from backends.triton.grpc_codec import parse_grpc_stream
@@ -46,13 +47,13 @@ def body_of(request: bytes) -> dict:
 
 
 def test_request_bodies_by_style():
-    trt = body_of(TritonHTTPCodec(EP, "m", "trtllm").request_bytes(REQ))
+    trt = body_of(TritonHTTPCodec(EP, "m", "trtllm").encode(REQ))
     assert trt == {"text_input": "hello there world", "max_tokens": 4, "stream": True}
     trt2 = body_of(TritonHTTPCodec(EP, "m", "trtllm", flags=("return_num_output_tokens",),
-                                   min_tokens_input="min_tokens").request_bytes(REQ))
+                                   min_tokens_input="min_tokens").encode(REQ))
     assert trt2["min_tokens"] == 4 and trt2["return_num_output_tokens"] is True
     vl = body_of(TritonHTTPCodec(EP, "m", "vllm", flags=("exclude_input_in_output", "return_num_input_tokens",
-                                                         "return_num_output_tokens")).request_bytes(REQ))
+                                                         "return_num_output_tokens")).encode(REQ))
     assert isinstance(vl["sampling_parameters"], str)  # the vLLM backend takes a JSON *string*
     assert json.loads(vl["sampling_parameters"]) == {"max_tokens": 4, "ignore_eos": True}
     assert vl["stream"] is True and vl["exclude_input_in_output"] is True
@@ -66,8 +67,16 @@ def test_codecs_pickle():
     for codec in (TritonHTTPCodec(EP, "m", "vllm", flags=("return_num_output_tokens",)),
                   TritonGRPCCodec(EP, "m", "trtllm", inputs=(("text_input", "BYTES"), ("max_tokens", "INT32")))):
         assert pickle.loads(pickle.dumps(codec)) == codec
-    payload = TritonGRPCCodec(EP, "m").request_bytes(REQ)
-    assert pickle.loads(pickle.dumps(payload)) == payload
+    payload = TritonGRPCCodec(EP, "m").encode(REQ)
+    assert pickle.loads(pickle.dumps(payload)) == payload  # it travels to the worker processes
+
+
+def test_codecs_meet_the_codec_contract():
+    http, grpc = TritonHTTPCodec(EP, "m", "vllm"), TritonGRPCCodec(EP, "m")
+    assert isinstance(http, Codec) and not isinstance(http, OwnTransportCodec)
+    assert isinstance(grpc, OwnTransportCodec)
+    assert isinstance(http.encode(REQ), bytes)
+    assert grpc.encode(REQ) == PromptPayload(prompt="hello there world", max_tokens=4)
 
 
 def test_style_detection():
@@ -198,12 +207,12 @@ def test_grpc_parse_without_counts_and_with_error():
 def test_grpc_request_tensors_follow_the_model_inputs():
     trt = TritonGRPCCodec(EP, "m", "trtllm", inputs=(("text_input", "BYTES"), ("max_tokens", "INT32"),
                                                      ("stream", "BOOL")))
-    names = {t.name(): t.datatype() for t in trt.build_inputs(("hi", 8))}
+    names = {t.name(): t.datatype() for t in trt.build_inputs(PromptPayload("hi", 8))}
     assert names == {"text_input": "BYTES", "max_tokens": "INT32", "stream": "BOOL"}
     vl = TritonGRPCCodec(EP, "m", "vllm", flags=("exclude_input_in_output", "return_num_output_tokens"),
                          inputs=(("text_input", "BYTES"), ("sampling_parameters", "BYTES"), ("stream", "BOOL"),
                                  ("exclude_input_in_output", "BOOL"), ("return_num_output_tokens", "BOOL")))
-    names = {t.name() for t in vl.build_inputs(("hi", 8))}
+    names = {t.name() for t in vl.build_inputs(PromptPayload("hi", 8))}
     assert names == {"text_input", "sampling_parameters", "stream", "exclude_input_in_output",
                      "return_num_output_tokens"}
 
@@ -219,7 +228,7 @@ def test_grpc_connection_refused_is_a_connect_error():
     raw = RawStream()
     try:
         t0 = time.perf_counter_ns()
-        conn.stream(codec.request_bytes(REQ), raw, t0 + 10_000_000_000)
+        conn.stream(codec.encode(REQ), raw, t0 + 10_000_000_000)
     finally:
         conn.close()
     assert raw.error == ERR_CONNECT and raw.status == 0 and raw.send_ns >= t0

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from triton_helpers import FAIL_AFTER, ITL_MS, TTFT_MS, _start_mock, _stop_mock, cli, sweep
 
-from backends.http_stream import Connection, parse_url
+from backends.http1 import parse_url
 from backends.records import ERR_SERVER, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, resolve
 from profiler.endpoint import Target
+from profiler.loadgen import open_connection
 from workloads.requests import RequestSpec
 
 pytestmark = pytest.mark.triton
@@ -151,12 +152,11 @@ def test_real_triton_lists_no_generate_extension_but_has_it(triton_server):
 
 
 def _one_request(codec, max_tokens: int) -> tuple[RawStream, object]:
-    make = getattr(codec, "connection", None)
-    conn = make(30.0) if make else Connection(codec.endpoint, read_timeout=30.0)
+    conn = open_connection(codec, codec.endpoint, 30.0)
     raw = RawStream()
     try:
         req = RequestSpec(0, "one two three", 3, max_tokens, False)
-        conn.stream(codec.request_bytes(req), raw, time.perf_counter_ns() + 60_000_000_000)
+        conn.stream(codec.encode(req), raw, time.perf_counter_ns() + 60_000_000_000)
     finally:
         conn.close()
     return raw, codec.parse(raw)
@@ -188,7 +188,7 @@ def test_grpc_stream_reused_across_requests(triton_server):
         results = []
         for n in (8, 2, 8, 1):  # errors and successes alternate on one stream
             raw = RawStream()
-            conn.stream(codec.request_bytes(RequestSpec(0, "a b", 2, n, False)), raw,
+            conn.stream(codec.encode(RequestSpec(0, "a b", 2, n, False)), raw,
                         time.perf_counter_ns() + 60_000_000_000)
             results.append(codec.parse(raw))
     finally:
@@ -206,11 +206,11 @@ def test_grpc_read_timeout_then_fresh_stream(triton_server):
     conn = codec.connection(0.002)
     try:
         raw = RawStream()
-        conn.stream(codec.request_bytes(RequestSpec(0, "a", 1, 8, False)), raw, time.perf_counter_ns() + 10**10)
+        conn.stream(codec.encode(RequestSpec(0, "a", 1, 8, False)), raw, time.perf_counter_ns() + 10**10)
         assert raw.error == "timeout" and "no response" in raw.error_detail
         conn.read_timeout = 30.0
         raw = RawStream()
-        conn.stream(codec.request_bytes(RequestSpec(0, "a", 1, 3, False)), raw, time.perf_counter_ns() + 6 * 10**10)
+        conn.stream(codec.encode(RequestSpec(0, "a", 1, 3, False)), raw, time.perf_counter_ns() + 6 * 10**10)
         p = codec.parse(raw)
         assert not p.error and len(p.content_ns) == 3 and p.usage_completion_tokens == 3
     finally:
