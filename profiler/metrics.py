@@ -134,27 +134,48 @@ def tokens_in_window(chunk_t_ns: np.ndarray, chunk_tokens: np.ndarray, start_ns:
     return float(tok[mask].sum())
 
 
+def lookup(ids: np.ndarray, values: np.ndarray, query: np.ndarray, default) -> np.ndarray:
+    """values[i] for each query equal to ids[i] (ids unique), `default` where absent. Vectorized:
+    a dense table when ids are small non-negative integers (request ids are), else a sorted search."""
+    ids = np.asarray(ids, dtype=np.int64)
+    values = np.asarray(values)
+    query = np.asarray(query, dtype=np.int64)
+    out = np.full(query.size, default, dtype=np.result_type(values.dtype, np.asarray(default).dtype))
+    if not ids.size or not query.size:
+        return out
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo >= 0 and hi < 4 * ids.size + 1_000_000:
+        table = np.full(hi + 1, default, dtype=out.dtype)
+        table[ids] = values
+        inside = query <= hi
+        out[inside] = table[query[inside]]
+        return out
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids[order], query), 0, ids.size - 1)
+    found = ids[order][pos] == query
+    out[found] = values[order][pos][found]
+    return out
+
+
 def chunk_token_estimates(chunk_request: np.ndarray, chunk_tokens: np.ndarray, request_ids: np.ndarray,
                           request_out_tokens: np.ndarray, request_chunks: np.ndarray) -> np.ndarray:
     """Tokens per chunk: the server's count where given (>= 0), else the request's tokens / chunks
     (0 for a chunk of a request not in `request_ids`)."""
-    ids = np.asarray(request_ids, dtype=np.int64)
     out = np.asarray(request_out_tokens, dtype=float)
     n = np.asarray(request_chunks, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_req = np.where(n > 0, out / n, 0.0)
-    creq = np.asarray(chunk_request, dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    pos = np.clip(np.searchsorted(ids[order], creq), 0, max(0, ids.size - 1))
-    found = ids[order][pos] == creq if ids.size else np.zeros(creq.size, bool)
-    est = np.where(found, per_req[order][pos] if ids.size else 0.0, 0.0)
+    est = lookup(request_ids, per_req, chunk_request, 0.0)
     tok = np.asarray(chunk_tokens, dtype=float)
     return np.where(tok >= 0, tok, est)
 
 
-def max_gap_per_request(gap_request_pos: np.ndarray, gaps_s: np.ndarray, n_requests: int) -> np.ndarray:
+def max_gap_per_request(request_ids: np.ndarray, gap_request: np.ndarray, gaps_s: np.ndarray) -> np.ndarray:
     """Each request's longest chunk gap (s), NaN for requests with fewer than two content chunks.
-    `gap_request_pos` gives, for every gap, the position of its request (0..n_requests-1)."""
-    out = np.full(n_requests, -np.inf)
-    np.maximum.at(out, np.asarray(gap_request_pos, dtype=np.int64), np.asarray(gaps_s, dtype=float))
-    return np.where(np.isinf(out), np.nan, out)
+    `gap_request` (the request of each gap) is grouped: all gaps of a request are adjacent."""
+    gap_request = np.asarray(gap_request, dtype=np.int64)
+    if not gap_request.size:
+        return np.full(np.asarray(request_ids).size, np.nan)
+    starts = np.flatnonzero(np.r_[True, gap_request[1:] != gap_request[:-1]])
+    longest = np.maximum.reduceat(np.asarray(gaps_s, dtype=float), starts)
+    return lookup(gap_request[starts], longest, request_ids, np.nan)

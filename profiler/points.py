@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler import runfolder as rf
+from profiler.runread import point_rows, read_telemetry
 from profiler.summary import POINT_COLUMNS, summarize_point
 
 
@@ -16,16 +17,11 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     manifest = rf.read_json(run_dir / rf.MANIFEST)
     facts = rf.read_point_facts(run_dir)
-    req = rf.read_table(run_dir, rf.REQUESTS)
-    chunks = rf.read_content_chunks(run_dir)
-    tel = rf.read_table(run_dir, rf.TELEMETRY)
+    tel = read_telemetry(run_dir)
     slos = manifest.get("slos") or {}
     warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
     rows = []
-    for f in facts:
-        p = f["point"]
-        r = req[req["point"] == p] if len(req) else req
-        c = chunks[chunks["point"] == p] if len(chunks) else chunks
+    for f, r, c in point_rows(run_dir, facts):
         row = summarize_point(f, r, c, slos, warmup)
         row.update(_telemetry_columns(tel, f, row, manifest.get("gpus")))
         rows.append(row)

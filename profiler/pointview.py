@@ -84,7 +84,7 @@ class PointView:
 
     def chunks_of(self, requests_mask: np.ndarray) -> np.ndarray:
         """Chunk mask: the chunks of the requests selected by a per-request mask."""
-        return np.isin(self.chunk_request, self.request[requests_mask])
+        return m.lookup(self.request, np.asarray(requests_mask, bool), self.chunk_request, False)
 
     def tokens_in_window(self, chunk_mask: np.ndarray | None = None) -> float:
         t, tok = self.chunk_t_ns, self.chunk_tokens
@@ -106,8 +106,7 @@ class PointView:
         start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
         creq, ct, ctok = _ok_chunks(chunks, rid[error == ""])
         gaps, gap_req = m.sorted_chunk_gaps(creq, ct)
-        pos = _positions(rid, gap_req)
-        per = dict(per, itl=m.max_gap_per_request(pos, gaps, rid.size))
+        per = dict(per, itl=m.max_gap_per_request(rid, gap_req, gaps))
         usage_prompt = cols["usage_prompt_tokens"]
         return cls(
             point=int(facts["point"]), mode=str(facts.get("mode", "")), load=float(facts.get("load", math.nan)),
@@ -120,18 +119,19 @@ class PointView:
 
 def _ok_chunks(chunks, ok_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(request, t_ns, tokens) of the content chunks of successful requests, sorted by (request, time)."""
-    if not len(chunks) or not ok_ids.size:
+    if not len(chunks) or not ok_ids.size or not len(chunks["request"]):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
     creq = np.asarray(chunks["request"], dtype=np.int64)
     t = np.asarray(chunks["t_ns"], dtype=np.int64)
     tok = np.asarray(chunks["tokens"], dtype=np.int64)
-    keep = np.isin(creq, ok_ids)
+    keep = m.lookup(ok_ids, np.ones(ok_ids.size, bool), creq, False)
     creq, t, tok = creq[keep], t[keep], tok[keep]
+    if _sorted(creq, t):  # the appended layout stores chunks sorted: skip the sort
+        return creq, t, tok
     order = np.lexsort((t, creq))
     return creq[order], t[order], tok[order]
 
 
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row position in `ids` of each id in `wanted` (every wanted id is present)."""
-    order = np.argsort(ids, kind="stable")
-    return order[np.searchsorted(ids[order], wanted)]
+def _sorted(creq: np.ndarray, t: np.ndarray) -> bool:
+    d_req = np.diff(creq)
+    return bool(np.all((d_req > 0) | ((d_req == 0) & (np.diff(t) >= 0))))

@@ -1,7 +1,9 @@
-"""The run folder: what is written during a sweep, and how it is read back.
+"""The run folder: names, and writing it during a sweep (reading it back: `profiler.runread`).
 
-Every file is replaced atomically (write to a temp file, then rename) after each point, so a sweep
-that is interrupted or whose server dies keeps every point it finished.
+Records are appended as files that are never rewritten (`RunWriter`); small files (manifest,
+points.csv) are replaced atomically (a temp file, then rename). A sweep that is interrupted or
+whose server dies keeps every point it finished. `write_table`/`write_samples` write the layout
+of earlier versions (one file each), which is still read.
 """
 
 from __future__ import annotations
@@ -162,21 +164,58 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame:
 
 
 class RunWriter:
-    """Writes a sweep's records point by point: every file is complete after each point."""
+    """Writes a sweep's records as it goes, by appending files that are never rewritten.
+
+    `requests.parquet/`, `chunks.parquet/` and `telemetry.parquet/` are folders of Parquet files
+    (one Parquet dataset each, readable whole by pandas/pyarrow/DuckDB): a point's rows go to
+    `point-PPPPP-NNNN.parquet`, telemetry to `part-NNNNN.parquet`. Each file is written under a
+    hidden temporary name and renamed, so a reader never sees half a file. A point is finished
+    once its line is in points.jsonl (written last).
+    """
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._requests: list[pa.Table] = []
-        self._chunks: list[pa.Table] = []
-        self._samples: list = []
+        self._parts: dict[tuple[str, int], int] = {}
+        self._telemetry_parts = 0
+
+    def _next(self, folder: str, point: int) -> Path:
+        n = self._parts.get((folder, point), 0)
+        self._parts[(folder, point)] = n + 1
+        d = self.run_dir / folder
+        d.mkdir(exist_ok=True)
+        return d / f"point-{point:05d}-{n:04d}.parquet"
+
+    def add_records(self, point: int, requests: pa.Table, chunks: pa.Table) -> None:
+        """Append a batch of finished requests and their chunks (sorted here by request, time)."""
+        if requests.num_rows:
+            _atomic(self._next(REQUESTS, point), lambda p: pq.write_table(requests, p, compression="zstd"))
+        if chunks.num_rows:
+            chunks = chunks.sort_by([("request", "ascending"), ("t_ns", "ascending")])
+            _atomic(self._next(CHUNKS, point), lambda p: write_chunks(chunks, p))
 
     def add_point(self, facts: dict, requests: pa.Table, chunks: pa.Table) -> None:
-        self._requests.append(requests)
-        self._chunks.append(chunks)
-        write_table(self.run_dir / REQUESTS, self._requests)
-        write_table(self.run_dir / CHUNKS, self._chunks)
+        self.add_records(int(facts["point"]), requests, chunks)
         append_point_facts(self.run_dir, facts)
 
     def add_samples(self, samples: list) -> None:
-        self._samples.extend(samples)
-        write_samples(self.run_dir, self._samples)
+        if not samples:
+            return
+        from profiler.telemetry import samples_frame
+
+        frame = samples_frame(samples)
+        d = self.run_dir / TELEMETRY
+        d.mkdir(exist_ok=True)
+        path = d / f"part-{self._telemetry_parts:05d}.parquet"
+        self._telemetry_parts += 1
+        _atomic(path, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
+
+
+# Chunk rows sorted by (request, time): delta encoding stores each arrival time as its difference
+# from the previous row, a few bytes, with every nanosecond kept (benchmarks/scale/README.md).
+_CHUNK_ENCODING = {"point": "DELTA_BINARY_PACKED", "request": "DELTA_BINARY_PACKED",
+                   "t_ns": "DELTA_BINARY_PACKED", "tokens": "DELTA_BINARY_PACKED"}
+
+
+def write_chunks(chunks: pa.Table, path: Path) -> None:
+    pq.write_table(chunks, path, compression="none", use_dictionary=["content"],
+                   column_encoding={c: e for c, e in _CHUNK_ENCODING.items() if c in chunks.column_names})

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from profiler import runfolder as rf
 from profiler.errors import UserError
@@ -101,11 +103,48 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(path=path, manifest=manifest, facts=facts, points=points)
 
 
-def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
-    """(facts, requests rows, content-chunk rows) of each point, in the order of `facts`."""
+def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, dict]]:
+    """(facts, requests rows, content chunks as column arrays) of each point, in the order of
+    `facts`. In the appended layout only one point's files are read at a time, so memory follows
+    the largest point, not the run; a folder of the old layout (one file each) is read once."""
+    run_dir = Path(run_dir)
+    if (run_dir / rf.REQUESTS).is_dir() or (run_dir / rf.CHUNKS).is_dir():
+        for f in facts:
+            p = int(f["point"])
+            yield f, _point_table(run_dir / rf.REQUESTS, p).to_pandas(), _content_columns(
+                _point_table(run_dir / rf.CHUNKS, p, CHUNK_COLUMNS))
+        return
     req = rf.read_table(run_dir, rf.REQUESTS)
     chunks = rf.read_content_chunks(run_dir)
     for f in facts:
         p = f["point"]
+        c = chunks[chunks["point"] == p] if len(chunks) else chunks
         yield (f, req[req["point"] == p] if len(req) else req,
-               chunks[chunks["point"] == p] if len(chunks) else chunks)
+               {k: c[k].to_numpy() for k in ("request", "t_ns", "tokens")} if len(c) else {})
+
+
+CHUNK_COLUMNS = ["request", "t_ns", "tokens", "content"]
+
+
+def _point_table(folder: Path, point: int, columns: list[str] | None = None) -> pa.Table:
+    files = sorted(folder.glob(f"point-{point:05d}-*.parquet")) if folder.is_dir() else []
+    tables = [pq.read_table(f, columns=columns) for f in files]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def _content_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """request, t_ns, tokens of the rows that carry generated content."""
+    if not table.num_rows:
+        return {}
+    if "content" in table.column_names:
+        table = table.filter(table["content"])
+    return {k: table[k].to_numpy() for k in ("request", "t_ns", "tokens")}
+
+
+def read_telemetry(run_dir: str | Path) -> pd.DataFrame:
+    """telemetry.parquet (a file, or a folder of appended parts); empty when absent."""
+    path = Path(run_dir) / rf.TELEMETRY
+    if path.is_dir():
+        files = sorted(path.glob("part-*.parquet"))
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    return rf.read_table(run_dir, rf.TELEMETRY)

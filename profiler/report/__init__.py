@@ -14,15 +14,14 @@ PLOTS_DIR = "plots"
 
 def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/plots/*.png and RUN_DIR/report.html; return the report's path."""
-    from profiler import runfolder as rf
     from profiler.report import html, plots
     from profiler.report.headline import headline, hosted_lines
     from profiler.report.samples import run_samples
-    from profiler.runread import load_run
+    from profiler.runread import load_run, read_telemetry
 
     run = load_run(run_dir)
     hosted, as_of = hosted_lines(run.manifest)
-    tel = rf.read_table(run.path, rf.TELEMETRY)
+    tel = read_telemetry(run.path)
     figs = plots.build_figures(run.points, tel, run.facts, run_samples(run), hosted)
     written = plots.write_figures(figs, run.path / PLOTS_DIR)
     pngs = {name: p.read_bytes() for name, p in written.items()}

@@ -241,11 +241,10 @@ def write_figures(figures: dict[str, Figure | None], out_dir: Path) -> dict[str,
 
 def write_plots(run_dir: str | Path, hosted: list[HostedLine] | None = None) -> list[Path]:
     """Read a run folder, write its plots into RUN_DIR/plots/, return the written files."""
-    from profiler import runfolder as rf
     from profiler.report.samples import run_samples
-    from profiler.runread import load_run
+    from profiler.runread import load_run, read_telemetry
 
     run = load_run(run_dir)
-    tel = rf.read_table(run.path, rf.TELEMETRY)
+    tel = read_telemetry(run.path)
     figs = build_figures(run.points, tel, run.facts, run_samples(run), hosted or [])
     return list(write_figures(figs, run.path / "plots").values())

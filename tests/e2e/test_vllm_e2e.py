@@ -77,7 +77,7 @@ def test_server_is_real_vllm(vllm_url):
 def test_three_point_concurrency_sweep(three_point_sweep):
     run_dir, _, _ = three_point_sweep
     for name in ("manifest.json", "requests.parquet", "chunks.parquet", "points.csv"):
-        assert (run_dir / name).is_file(), f"{name} missing in {run_dir}: {os.listdir(run_dir)}"
+        assert (run_dir / name).exists(), f"{name} missing in {run_dir}: {os.listdir(run_dir)}"
     points = _points(run_dir)
     assert len(points) == 3, points
     assert points["concurrency"].tolist() == [1, 2, 4]
