@@ -128,20 +128,22 @@ class ScriptServer:
 
 
 def _read_request(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """One request (head and Content-Length body) and the bytes received after it."""
     while b"\r\n\r\n" not in buf:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("client closed before a whole request")
-        buf += data
+        buf += _recv_some(conn)
     head, _, rest = buf.partition(b"\r\n\r\n")
     length = next((int(v) for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
                    if k.strip().lower() == b"content-length"), 0)
     while len(rest) < length:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("client closed mid-request")
-        rest += data
+        rest += _recv_some(conn)
     return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+def _recv_some(conn: socket.socket) -> bytes:
+    data = conn.recv(65536)
+    if not data:
+        raise ConnectionError("client closed before a whole request")
+    return data
 
 
 # -- the two transports, driven the same way: requests one after another on one connection ---------
@@ -162,10 +164,8 @@ def over_mux(endpoint: Endpoint, payloads: list[bytes], read_timeout_s: float, d
     raws: list[RawStream] = []
     mux = Mux(endpoint, 1, read_timeout_s, lambda item, raw: raws.append(raw))
     try:
-        for i, payload in enumerate(payloads):
-            if i and between:
-                between()
-            mux.run(_OneItem(Item(i, 0, payload, time.perf_counter_ns() + int(deadline_s * 1e9))))
+        one_by_one(lambda payload, deadline_ns: mux.run(_OneItem(Item(0, 0, payload, deadline_ns))),
+                   payloads, deadline_s, between)
     finally:
         mux.close()
     return raws
@@ -175,16 +175,24 @@ def over_threads(endpoint: Endpoint, payloads: list[bytes], read_timeout_s: floa
                  between=None) -> list[RawStream]:
     raws: list[RawStream] = []
     conn = Connection(endpoint, connect_timeout=5.0, read_timeout=read_timeout_s)
+
+    def send(payload: bytes, deadline_ns: int) -> None:
+        raws.append(RawStream())
+        conn.stream(payload, raws[-1], deadline_ns)
+
     try:
-        for i, payload in enumerate(payloads):
-            if i and between:
-                between()
-            raw = RawStream()
-            conn.stream(payload, raw, time.perf_counter_ns() + int(deadline_s * 1e9))
-            raws.append(raw)
+        one_by_one(send, payloads, deadline_s, between)
     finally:
         conn.close()
     return raws
+
+
+def one_by_one(send, payloads: list[bytes], deadline_s: float, between) -> None:
+    """Each payload sent once the previous one ended; `between()` runs between two of them."""
+    for i, payload in enumerate(payloads):
+        if i and between:
+            between()
+        send(payload, time.perf_counter_ns() + int(deadline_s * 1e9))
 
 
 TRANSPORTS = {"epoll": over_mux, "threads": over_threads}
