@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backends.http1 import Endpoint
+from backends.http1 import BodyEnd, Endpoint, parse_head
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.openai import parse_openai_stream
@@ -336,3 +336,25 @@ def test_silent_server_ends_by_the_read_timeout():
     assert r["error"] == ERR_TIMEOUT and r["error_detail"] == "no data for 0.3 s" and r["status"] == 0
     for raws, _, took in results.values():
         assert 0.3 <= (raws[0].end_ns - raws[0].send_ns) / 1e9 < NO_HANG_S and took < NO_HANG_S
+
+
+# -- the body-end rule itself, without sockets ------------------------------------------------------
+def _done_at(head: bytes, pieces: list[bytes]) -> int | None:
+    """Which piece completed the body (0: the bytes that came with the head), None if none did."""
+    end = BodyEnd(parse_head(head[:-4]), pieces[0])
+    if end.done:
+        return 0
+    return next((i for i, piece in enumerate(pieces[1:], 1) if end.feed(piece)), None)
+
+
+@pytest.mark.parametrize("head, body", [(HEAD_CHUNKED, CHUNKED_BODY), (HEAD_LENGTH, SSE)], ids=["chunked", "length"])
+def test_body_end_is_found_wherever_the_reads_split(head, body):
+    n = len(body)
+    for a in range(n + 1):  # every split in three reads: the one with the head, then two more
+        for b in range(a + 1, n):
+            assert _done_at(head, [body[:a], body[a:b], body[b:]]) == 2, (a, b)
+        assert _done_at(head, [body[:a], body[a:]] if a < n else [body]) == (1 if a < n else 0), a
+
+
+def test_body_until_close_never_ends_by_itself():
+    assert _done_at(HEAD_UNTIL_CLOSE, [SSE, SSE, b"0\r\n\r\n"]) is None
