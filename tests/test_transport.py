@@ -295,6 +295,16 @@ def test_http_error_status():
     assert r["status"] == 503 and r["error"] == ERR_HTTP and r["error_detail"] == 'HTTP 503: {"error":"overloaded"}'
 
 
+def test_empty_chunked_body_after_the_head():
+    # e.g. an error answered with a chunked body of no data, its last chunk written after the head
+    head = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+    results = run_both([[READ, head, 0.05, b"0\r\n\r\n", READ, head + b"0\r\n\r\n"]], n_requests=2)
+    for r in assert_same_readings(results):
+        assert r["status"] == 500 and r["error"] == ERR_HTTP and r["body"] == b"0\r\n\r\n"
+    for _, requests, took in results.values():
+        assert requests == [[request(0), request(1)]] and took < NO_HANG_S  # kept alive, no read timeout
+
+
 @pytest.mark.parametrize("reply, detail", [
     (b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 70_000, "response headers too long or not HTTP"),
     (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP response: b'SSH-2.0-OpenSSH_9.6'"),
@@ -354,6 +364,12 @@ def test_body_end_is_found_wherever_the_reads_split(head, body):
         for b in range(a + 1, n):
             assert _done_at(head, [body[:a], body[a:b], body[b:]]) == 2, (a, b)
         assert _done_at(head, [body[:a], body[a:]] if a < n else [body]) == (1 if a < n else 0), a
+
+
+def test_chunked_body_that_is_only_its_last_chunk():
+    assert _done_at(HEAD_CHUNKED, [b"0\r\n\r\n"]) == 0
+    assert _done_at(HEAD_CHUNKED, [b"", b"0\r\n\r\n"]) == 1
+    assert _done_at(HEAD_CHUNKED, [b"", b"0\r", b"\n\r\n"]) == 2
 
 
 def test_body_until_close_never_ends_by_itself():
