@@ -99,25 +99,7 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
-        piece = ""
-        has_content = False
-        for choice in obj.get("choices") or ():
-            if choice.get("finish_reason"):
-                out.finish_reason = str(choice["finish_reason"])
-            if "delta" in choice:
-                d = choice["delta"] or {}
-                for key in ("content", "reasoning_content", "reasoning"):
-                    v = d.get(key)
-                    if v:
-                        piece += v
-                        has_content = True
-                if d.get("tool_calls"):
-                    has_content = True
-            else:
-                v = choice.get("text")
-                if v:
-                    piece += v
-                    has_content = True
+        piece, has_content = _read_choices(obj.get("choices") or (), out)
         if has_content:
             out.content_ns.append(ev.t_ns)
             out.content_tokens.append(tokens_here)
@@ -131,3 +113,28 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
     out.text = "".join(texts)
     check_stream_end(raw, body, out, end_marker=done)
     return out
+
+
+def _read_choices(choices, out: ParsedStream) -> tuple[str, bool]:
+    """The generated text of one event's choices and whether they carry content (tool calls do,
+    without text); a finish_reason is noted in `out`."""
+    piece = ""
+    has_content = False
+    for choice in choices:
+        if choice.get("finish_reason"):
+            out.finish_reason = str(choice["finish_reason"])
+        if "delta" in choice:
+            d = choice["delta"] or {}
+            for key in ("content", "reasoning_content", "reasoning"):
+                v = d.get(key)
+                if v:
+                    piece += v
+                    has_content = True
+            if d.get("tool_calls"):
+                has_content = True
+        else:
+            v = choice.get("text")
+            if v:
+                piece += v
+                has_content = True
+    return piece, has_content
