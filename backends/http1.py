@@ -144,15 +144,16 @@ class BodyEnd:
         self.chunked = head.chunked
         self.until_close = not head.chunked and head.length < 0  # only the server's close ends it
         self.remaining = head.length  # Content-Length bytes still to come
-        self.tail = b""  # chunked: the last len(LAST_CHUNK) bytes received
-        self.done = self.feed(first) or (self.chunked and first == EMPTY_CHUNKED)
+        self.tail = b""  # chunked: the last len(LAST_CHUNK) bytes received (all of them while fewer)
+        self.done = self.feed(first)
 
     def feed(self, data: bytes) -> bool:
         """Count `data`, the next bytes of the body; True when the body is complete."""
         if self.chunked:
             tail = data[-_TAIL:] if len(data) >= _TAIL else (self.tail + data)[-_TAIL:]
             self.tail = tail
-            return tail == LAST_CHUNK
+            # A tail of 5 bytes holds the whole body: a body that is only the last chunk.
+            return tail == LAST_CHUNK or tail == EMPTY_CHUNKED
         if self.until_close:
             return False
         self.remaining -= len(data)

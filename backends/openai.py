@@ -16,12 +16,13 @@ import os
 from dataclasses import dataclass
 
 from backends.errors import BackendError
-from backends.http1 import Endpoint, encode_json_post, header_value
-from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
-from backends.sse import iter_events, json_events
+from backends.http1 import Endpoint, encode_json_post
+from backends.records import ERR_HTTP, ERR_SERVER, ParsedStream, RawStream
+from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+NOT_STREAMING = "the endpoint does not stream (response Content-Type {ctype})"
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,10 @@ class OpenAICodec:
 def parse_openai_stream(raw: RawStream) -> ParsedStream:
     """Read a recorded OpenAI-style SSE stream (chat or completions)."""
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    if raw.error == ERR_HTTP or not raw.headers_ns:
+    read = None if raw.error == ERR_HTTP else stream_events(raw, out, NOT_STREAMING)
+    if read is None:
         return out
-    events, body = iter_events(raw.recv_ns, raw.recv_bytes, raw.chunked)
-    ctype = header_value(raw.header_bytes, "content-type")
-    if not raw.error and "text/event-stream" not in ctype:
-        out.error = ERR_PROTOCOL
-        out.error_detail = f"the endpoint does not stream (response Content-Type {ctype or 'missing'})"
-        return out
-    if body.error and not out.error:
-        out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
+    events, body = read
     texts: list[str] = []
     last_recv = -1
     in_recv = 0
@@ -105,25 +100,7 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
-        piece = ""
-        has_content = False
-        for choice in obj.get("choices") or ():
-            if choice.get("finish_reason"):
-                out.finish_reason = str(choice["finish_reason"])
-            if "delta" in choice:
-                d = choice["delta"] or {}
-                for key in ("content", "reasoning_content", "reasoning"):
-                    v = d.get(key)
-                    if v:
-                        piece += v
-                        has_content = True
-                if d.get("tool_calls"):
-                    has_content = True
-            else:
-                v = choice.get("text")
-                if v:
-                    piece += v
-                    has_content = True
+        piece, has_content = _read_choices(obj.get("choices") or (), out)
         if has_content:
             out.content_ns.append(ev.t_ns)
             out.content_tokens.append(tokens_here)
@@ -135,8 +112,30 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             else:
                 last_recv, in_recv = ev.recv_index, 1
     out.text = "".join(texts)
-    if not out.error and raw.chunked and not body.complete:
-        out.error, out.error_detail = ERR_PROTOCOL, "stream ended without its final chunk"
-    if not out.error and not done and not out.content_ns:
-        out.error, out.error_detail = ERR_PROTOCOL, "stream carried no generated content"
+    check_stream_end(raw, body, out, end_marker=done)
     return out
+
+
+def _read_choices(choices, out: ParsedStream) -> tuple[str, bool]:
+    """The generated text of one event's choices and whether they carry content (tool calls do,
+    without text); a finish_reason is noted in `out`."""
+    piece = ""
+    has_content = False
+    for choice in choices:
+        if choice.get("finish_reason"):
+            out.finish_reason = str(choice["finish_reason"])
+        if "delta" in choice:
+            d = choice["delta"] or {}
+            for key in ("content", "reasoning_content", "reasoning"):
+                v = d.get(key)
+                if v:
+                    piece += v
+                    has_content = True
+            if d.get("tool_calls"):
+                has_content = True
+        else:
+            v = choice.get("text")
+            if v:
+                piece += v
+                has_content = True
+    return piece, has_content

@@ -1,9 +1,10 @@
 """The one stream parser: HTTP chunked framing and Server-Sent Events, applied after the request.
 
-The hot path (backends/http_stream.py) keeps each recv()'s bytes and its arrival time. Here, after
-the request ended, we undo the chunked transfer encoding, split the SSE stream into events and
-give every event the arrival time of the recv() that delivered its *last* byte (the blank line that
-terminates it): that is the moment a client could first have acted on the event.
+The hot path (backends/http_mux.py, backends/http_stream.py) keeps each recv()'s bytes and its
+arrival time. Here, after the request ended, we undo the chunked transfer encoding, split the SSE
+stream into events and give every event the arrival time of the recv() that delivered its *last*
+byte (the blank line that terminates it): that is the moment a client could first have acted on
+the event.
 
 SSE rules applied (WHATWG "event stream interpretation"): events end at a blank line; lines ending
 in CRLF, LF or CR; lines starting with ':' are comments (keep-alives) and dropped; `data:` lines
@@ -19,7 +20,8 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from backends.records import ERR_PROTOCOL, ParsedStream
+from backends.http1 import header_value
+from backends.records import ERR_PROTOCOL, ParsedStream, RawStream
 
 # Two consecutive line endings (CRLF, lone CR or LF) = the blank line that ends an event.
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
@@ -155,3 +157,29 @@ def json_events(events: list[SSEEvent], out: ParsedStream) -> Iterator[tuple[SSE
             continue
         if isinstance(obj, dict):
             yield ev, obj
+
+
+def stream_events(raw: RawStream, out: ParsedStream, not_stream: str) -> tuple[list[SSEEvent], Body] | None:
+    """The events of a recorded response, or None when there are none to read: no response head,
+    or a head whose Content-Type is not text/event-stream (then `out` gets a protocol error:
+    `not_stream` with `{ctype}` filled in). Malformed chunked framing marks `out` too; the events
+    decoded before it are still returned."""
+    if not raw.headers_ns:
+        return None
+    ctype = header_value(raw.header_bytes, "content-type")
+    if not raw.error and "text/event-stream" not in ctype:
+        out.error, out.error_detail = ERR_PROTOCOL, not_stream.format(ctype=ctype or "missing")
+        return None
+    events, body = iter_events(raw.recv_ns, raw.recv_bytes, raw.chunked)
+    if body.error and not out.error:
+        out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
+    return events, body
+
+
+def check_stream_end(raw: RawStream, body: Body, out: ParsedStream, end_marker: bool = False) -> None:
+    """What a stream must have had, checked once it is read: its last chunk (chunked bodies) and
+    some generated content, or else an explicit end marker (`end_marker`: OpenAI's [DONE])."""
+    if not out.error and raw.chunked and not body.complete:
+        out.error, out.error_detail = ERR_PROTOCOL, "stream ended without its final chunk"
+    if not out.error and not end_marker and not out.content_ns:
+        out.error, out.error_detail = ERR_PROTOCOL, "stream carried no generated content"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backends.http1 import Endpoint
+from backends.http1 import BodyEnd, Endpoint, parse_head
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.openai import parse_openai_stream
@@ -128,20 +128,22 @@ class ScriptServer:
 
 
 def _read_request(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """One request (head and Content-Length body) and the bytes received after it."""
     while b"\r\n\r\n" not in buf:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("client closed before a whole request")
-        buf += data
+        buf += _recv_some(conn)
     head, _, rest = buf.partition(b"\r\n\r\n")
     length = next((int(v) for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
                    if k.strip().lower() == b"content-length"), 0)
     while len(rest) < length:
-        data = conn.recv(65536)
-        if not data:
-            raise ConnectionError("client closed mid-request")
-        rest += data
+        rest += _recv_some(conn)
     return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+def _recv_some(conn: socket.socket) -> bytes:
+    data = conn.recv(65536)
+    if not data:
+        raise ConnectionError("client closed before a whole request")
+    return data
 
 
 # -- the two transports, driven the same way: requests one after another on one connection ---------
@@ -162,10 +164,8 @@ def over_mux(endpoint: Endpoint, payloads: list[bytes], read_timeout_s: float, d
     raws: list[RawStream] = []
     mux = Mux(endpoint, 1, read_timeout_s, lambda item, raw: raws.append(raw))
     try:
-        for i, payload in enumerate(payloads):
-            if i and between:
-                between()
-            mux.run(_OneItem(Item(i, 0, payload, time.perf_counter_ns() + int(deadline_s * 1e9))))
+        one_by_one(lambda payload, deadline_ns: mux.run(_OneItem(Item(0, 0, payload, deadline_ns))),
+                   payloads, deadline_s, between)
     finally:
         mux.close()
     return raws
@@ -175,16 +175,24 @@ def over_threads(endpoint: Endpoint, payloads: list[bytes], read_timeout_s: floa
                  between=None) -> list[RawStream]:
     raws: list[RawStream] = []
     conn = Connection(endpoint, connect_timeout=5.0, read_timeout=read_timeout_s)
+
+    def send(payload: bytes, deadline_ns: int) -> None:
+        raws.append(RawStream())
+        conn.stream(payload, raws[-1], deadline_ns)
+
     try:
-        for i, payload in enumerate(payloads):
-            if i and between:
-                between()
-            raw = RawStream()
-            conn.stream(payload, raw, time.perf_counter_ns() + int(deadline_s * 1e9))
-            raws.append(raw)
+        one_by_one(send, payloads, deadline_s, between)
     finally:
         conn.close()
     return raws
+
+
+def one_by_one(send, payloads: list[bytes], deadline_s: float, between) -> None:
+    """Each payload sent once the previous one ended; `between()` runs between two of them."""
+    for i, payload in enumerate(payloads):
+        if i and between:
+            between()
+        send(payload, time.perf_counter_ns() + int(deadline_s * 1e9))
 
 
 TRANSPORTS = {"epoll": over_mux, "threads": over_threads}
@@ -287,6 +295,16 @@ def test_http_error_status():
     assert r["status"] == 503 and r["error"] == ERR_HTTP and r["error_detail"] == 'HTTP 503: {"error":"overloaded"}'
 
 
+def test_empty_chunked_body_after_the_head():
+    # e.g. an error answered with a chunked body of no data, its last chunk written after the head
+    head = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+    results = run_both([[READ, head, 0.05, b"0\r\n\r\n", READ, head + b"0\r\n\r\n"]], n_requests=2)
+    for r in assert_same_readings(results):
+        assert r["status"] == 500 and r["error"] == ERR_HTTP and r["body"] == b"0\r\n\r\n"
+    for _, requests, took in results.values():
+        assert requests == [[request(0), request(1)]] and took < NO_HANG_S  # kept alive, no read timeout
+
+
 @pytest.mark.parametrize("reply, detail", [
     (b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 70_000, "response headers too long or not HTTP"),
     (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP response: b'SSH-2.0-OpenSSH_9.6'"),
@@ -328,3 +346,31 @@ def test_silent_server_ends_by_the_read_timeout():
     assert r["error"] == ERR_TIMEOUT and r["error_detail"] == "no data for 0.3 s" and r["status"] == 0
     for raws, _, took in results.values():
         assert 0.3 <= (raws[0].end_ns - raws[0].send_ns) / 1e9 < NO_HANG_S and took < NO_HANG_S
+
+
+# -- the body-end rule itself, without sockets ------------------------------------------------------
+def _done_at(head: bytes, pieces: list[bytes]) -> int | None:
+    """Which piece completed the body (0: the bytes that came with the head), None if none did."""
+    end = BodyEnd(parse_head(head[:-4]), pieces[0])
+    if end.done:
+        return 0
+    return next((i for i, piece in enumerate(pieces[1:], 1) if end.feed(piece)), None)
+
+
+@pytest.mark.parametrize("head, body", [(HEAD_CHUNKED, CHUNKED_BODY), (HEAD_LENGTH, SSE)], ids=["chunked", "length"])
+def test_body_end_is_found_wherever_the_reads_split(head, body):
+    n = len(body)
+    for a in range(n + 1):  # every split in three reads: the one with the head, then two more
+        for b in range(a + 1, n):
+            assert _done_at(head, [body[:a], body[a:b], body[b:]]) == 2, (a, b)
+        assert _done_at(head, [body[:a], body[a:]] if a < n else [body]) == (1 if a < n else 0), a
+
+
+def test_chunked_body_that_is_only_its_last_chunk():
+    assert _done_at(HEAD_CHUNKED, [b"0\r\n\r\n"]) == 0
+    assert _done_at(HEAD_CHUNKED, [b"", b"0\r\n\r\n"]) == 1
+    assert _done_at(HEAD_CHUNKED, [b"", b"0\r", b"\n\r\n"]) == 2
+
+
+def test_body_until_close_never_ends_by_itself():
+    assert _done_at(HEAD_UNTIL_CLOSE, [SSE, SSE, b"0\r\n\r\n"]) is None

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends.codec import PromptPayload
-from backends.errors import BackendError
-from backends.http1 import Endpoint
 from backends.records import (
     ERR_CANCELLED,
     ERR_CLOSED,
@@ -37,7 +35,7 @@ from backends.records import (
     ParsedStream,
     RawStream,
 )
-from backends.triton.http_codec import STYLES
+from backends.triton.http_codec import TritonCodecBase
 from backends.triton.responses import Accumulator, short_error
 from workloads.requests import RequestSpec
 
@@ -55,17 +53,10 @@ def grpc_target(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class TritonGRPCCodec:
-    endpoint: Endpoint  # host and port of the gRPC server (the load generator keeps it for its jobs)
-    model: str
-    style: str = "trtllm"
-    inputs: tuple[tuple[str, str], ...] = ()  # (name, datatype) the model declares
-    flags: tuple[str, ...] = ()
-    min_tokens_input: str = ""
+class TritonGRPCCodec(TritonCodecBase):
+    """`endpoint` is the host and port of the gRPC server."""
 
-    def __post_init__(self) -> None:
-        if self.style not in STYLES:
-            raise BackendError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
+    inputs: tuple[tuple[str, str], ...] = ()  # (name, datatype) the model declares
 
     @property
     def target(self) -> str:

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 
 from backends.errors import BackendError
-from backends.http1 import Endpoint, encode_json_post, header_value
-from backends.records import ERR_HTTP, ERR_PROTOCOL, ParsedStream, RawStream
-from backends.sse import iter_events, json_events
+from backends.http1 import Endpoint, encode_json_post
+from backends.records import ERR_HTTP, ParsedStream, RawStream
+from backends.sse import check_stream_end, json_events, stream_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
 from workloads.requests import RequestSpec
 
@@ -39,7 +39,9 @@ def request_fields(style: str, req: RequestSpec, flags: tuple[str, ...], min_tok
 
 
 @dataclass(frozen=True)
-class TritonHTTPCodec:
+class TritonCodecBase:
+    """What both Triton codecs know: the server, the model and how its requests are shaped."""
+
     endpoint: Endpoint
     model: str
     style: str = "trtllm"  # "vllm" (sampling_parameters JSON) | "trtllm" (max_tokens input)
@@ -50,6 +52,9 @@ class TritonHTTPCodec:
         if self.style not in STYLES:
             raise BackendError(f"unknown Triton request style {self.style!r}: choose vllm or trtllm")
 
+
+@dataclass(frozen=True)
+class TritonHTTPCodec(TritonCodecBase):
     @property
     def path(self) -> str:
         return f"/v2/models/{self.model}/generate_stream"
@@ -73,16 +78,10 @@ def parse_generate_stream(raw: RawStream) -> ParsedStream:
         except (ValueError, KeyError, TypeError):
             pass
         return out
-    if not raw.headers_ns:
+    read = stream_events(raw, out, "response is not a stream (Content-Type {ctype})")
+    if read is None:
         return out
-    ctype = header_value(raw.header_bytes, "content-type")
-    if not raw.error and "text/event-stream" not in ctype:
-        out.error = ERR_PROTOCOL
-        out.error_detail = f"response is not a stream (Content-Type {ctype or 'missing'})"
-        return out
-    events, body = iter_events(raw.recv_ns, raw.recv_bytes, raw.chunked)
-    if body.error and not out.error:
-        out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
+    events, body = read
     acc = Accumulator(out)
     for ev, obj in json_events(events, out):
         if obj is None:  # Triton sends no [DONE]; tolerate one
@@ -97,8 +96,5 @@ def parse_generate_stream(raw: RawStream) -> ParsedStream:
                      as_int(obj.get("num_output_tokens")), as_int(obj.get("num_input_tokens")),
                      as_text(obj.get("finish_reason")))
     acc.finish()
-    if not out.error and raw.chunked and not body.complete:
-        out.error, out.error_detail = ERR_PROTOCOL, "stream ended without its final chunk"
-    if not out.error and not out.content_ns:
-        out.error, out.error_detail = ERR_PROTOCOL, "stream carried no generated content"
+    check_stream_end(raw, body, out)
     return out
