@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -104,28 +105,27 @@ def _slo_text(v: object) -> str:
     return "yes" if met else "no"
 
 
+def _columns(formatter: Callable[[object], str], **headers: str) -> list[fmt.Column]:
+    """Table columns key -> header, in the order given, all shown with ``formatter``."""
+    return [(key, header, formatter) for key, header in headers.items()]
+
+
 POINT_TABLE: list[fmt.Column] = [
     ("point", "point", fmt.text),
     ("load", "load", lambda v: fmt.num(v, 2).rstrip("0").rstrip(".")),
     ("output_tok_per_s", "out tok/s", fmt.num),
     ("slo_met", "SLO", _slo_text),
-    ("usd_per_1m_output", "$/1M out", fmt.money),
-    ("usd_per_1m_input", "$/1M in", fmt.money),
-    ("usd_per_1m_blended", "$/1M blend", fmt.money),
-    ("api_usd_per_1m_input", "API-style in", fmt.money),
-    ("api_usd_per_1m_output", "API-style out", fmt.money),
-    ("energy_usd_per_1m_output", "energy $/1M out", fmt.money),
+    *_columns(fmt.money, usd_per_1m_output="$/1M out", usd_per_1m_input="$/1M in",
+              usd_per_1m_blended="$/1M blend", api_usd_per_1m_input="API-style in",
+              api_usd_per_1m_output="API-style out", energy_usd_per_1m_output="energy $/1M out"),
     ("sol_output_tok_per_s", "SoL tok/s", fmt.num),
     ("sol_fraction", "of SoL", fmt.pct),
 ]
 
 HOSTED_TABLE: list[fmt.Column] = [
-    ("key", "hosted model", fmt.text),
-    ("why", "why", fmt.text),
-    ("hosted_usd_per_1m_input", "$/1M in", fmt.money),
-    ("hosted_usd_per_1m_output", "$/1M out", fmt.money),
-    ("hosted_usd_per_1m_blended", "$/1M mix", fmt.money),
-    ("self_usd_per_1m_blended", "self $/1M mix", fmt.money),
+    *_columns(fmt.text, key="hosted model", why="why"),
+    *_columns(fmt.money, hosted_usd_per_1m_input="$/1M in", hosted_usd_per_1m_output="$/1M out",
+              hosted_usd_per_1m_blended="$/1M mix", self_usd_per_1m_blended="self $/1M mix"),
     ("ratio", "self/hosted", lambda v: fmt.num(v, 2) + "x" if fmt.num(v, 2) != "-" else "-"),
     ("break_even_tokens_per_day", "break-even tok/day", fmt.big),
     ("break_even_utilisation", "break-even util", fmt.pct),
