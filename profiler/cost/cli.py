@@ -340,21 +340,32 @@ HOSTED_PRICE_TABLE: list[fmt.Column] = [
 ]
 
 
+UPDATE_FAILED = "inferprof prices: hosted prices not updated, old snapshot kept: {error}"
+UPDATE_DONE = "updated {out}: {count} chat models from litellm {litellm_version} ({generated_at})"
+
+
+def refresh_hosted_prices(out: Path, failed: str = UPDATE_FAILED, done: str = UPDATE_DONE) -> int:
+    """Refresh the hosted price snapshot at ``out`` (`inferprof prices --update` and
+    scripts/update_hosted_prices.py). Prints ``done`` and returns 0; on failure (the old snapshot
+    is kept) prints ``failed`` to stderr and returns 1. Templates take {error} / {out}, {count},
+    {litellm_version}, {generated_at}."""
+    try:
+        snap = update_snapshot(out)
+    except (RuntimeError, OSError) as e:
+        print(failed.format(error=e), file=sys.stderr)
+        return 1
+    print(done.format(out=out, count=snap["count"], litellm_version=snap["litellm_version"],
+                      generated_at=snap["generated_at"]))
+    return 0
+
+
 def cmd_prices(args: argparse.Namespace) -> int:
     style = "json" if args.json else args.format
     if args.yaml_help:
         print(PRICES_YAML_DOC, end="")
         return 0
     if args.update:
-        out = Path(args.out) if args.out else SNAPSHOT_PATH
-        try:
-            snap = update_snapshot(out)
-        except (RuntimeError, OSError) as e:
-            print(f"inferprof prices: hosted prices not updated, old snapshot kept: {e}", file=sys.stderr)
-            return 1
-        print(f"updated {out}: {snap['count']} chat models from litellm {snap['litellm_version']} "
-              f"({snap['generated_at']})")
-        return 0
+        return refresh_hosted_prices(Path(args.out) if args.out else SNAPSHOT_PATH)
     if args.import_skypilot:
         missing = [f for f in args.import_skypilot if not Path(f).is_file()]
         if missing:
