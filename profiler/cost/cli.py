@@ -359,46 +359,56 @@ def refresh_hosted_prices(out: Path, failed: str = UPDATE_FAILED, done: str = UP
     return 0
 
 
-def cmd_prices(args: argparse.Namespace) -> int:
-    style = "json" if args.json else args.format
-    if args.yaml_help:
-        print(PRICES_YAML_DOC, end="")
-        return 0
-    if args.update:
-        return refresh_hosted_prices(Path(args.out) if args.out else SNAPSHOT_PATH)
-    if args.import_skypilot:
-        missing = [f for f in args.import_skypilot if not Path(f).is_file()]
-        if missing:
-            raise UserError(f"file not found: {missing[0]}")
-        rows = import_skypilot(args.import_skypilot)
-        if args.out:
-            write_catalog(rows, args.out)
-            print(f"wrote {len(rows)} GPU price rows to {args.out} (use it with --prices {args.out})")
-        else:
-            print(fmt.render(rows, [(c, c, fmt.text) for c in CATALOG_TABLE_KEYS], "csv"))
-        return 0
+def _import_skypilot(args: argparse.Namespace) -> int:
+    """`prices --import-skypilot FILE...`: write the catalog CSV to --out, else print it."""
+    missing = [f for f in args.import_skypilot if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"file not found: {missing[0]}")
+    rows = import_skypilot(args.import_skypilot)
+    if args.out:
+        write_catalog(rows, args.out)
+        print(f"wrote {len(rows)} GPU price rows to {args.out} (use it with --prices {args.out})")
+    else:
+        print(fmt.render(rows, [(c, c, fmt.text) for c in CATALOG_TABLE_KEYS], "csv"))
+    return 0
 
+
+def _gpu_price_rows(args: argparse.Namespace) -> tuple[list[dict], dict | None]:
+    """(catalog rows for --gpu / --provider, the Pricing --gpu would get as a dict, or None)."""
+    catalog = load_catalog(args.prices) if args.prices and args.prices.endswith(".csv") else load_catalog()
+    rows = [vars(r) for r in catalog]
+    selected = None
+    if args.gpu:
+        p = resolve_pricing(gpu=args.gpu, provider=args.provider, pricing=args.pricing or "on_demand",
+                            prices_file=args.prices)
+        rows = [r for r in rows if r["gpu"] == p.gpu]
+        selected = p.to_dict()
+    if args.provider:
+        rows = [r for r in rows if r["provider"] == args.provider.strip().lower()]
+    return rows, selected
+
+
+def _prices_report(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(what `inferprof prices` lists, as a dict; the hosted price snapshot)."""
     out: dict = {}
     if args.model:
         hp = find_hosted(args.model)
         out["hosted"] = [vars(h) for h in hp]
     if args.gpu or not args.model:
-        catalog = load_catalog(args.prices) if args.prices and args.prices.endswith(".csv") else load_catalog()
-        rows = [vars(r) for r in catalog]
-        if args.gpu:
-            p = resolve_pricing(gpu=args.gpu, provider=args.provider, pricing=args.pricing or "on_demand",
-                                prices_file=args.prices)
-            rows = [r for r in rows if r["gpu"] == p.gpu]
-            out["selected"] = p.to_dict()
-        if args.provider:
-            rows = [r for r in rows if r["provider"] == args.provider.strip().lower()]
+        rows, selected = _gpu_price_rows(args)
+        if selected is not None:
+            out["selected"] = selected
         out["gpus"] = rows
     snap = load_snapshot()
     out["hosted_snapshot"] = {"litellm_version": snap["litellm_version"], "generated_at": snap["generated_at"],
                               "count": snap["count"]}
+    return out, snap
+
+
+def _print_prices(out: dict, snap: dict, style: str, prices_file: str | None) -> None:
     if style == "json":
         print(fmt.to_json(out))
-        return 0
+        return
     if "gpus" in out:
         cols = CATALOG_TABLE if style != "table" else [c for c in CATALOG_TABLE if c[0] != "source"]
         print(fmt.render(out["gpus"], cols, style))
@@ -410,7 +420,19 @@ def cmd_prices(args: argparse.Namespace) -> int:
         print(fmt.render(out["hosted"], HOSTED_PRICE_TABLE, style))
     if style != "csv":
         print(f"\nhosted prices: litellm {snap['litellm_version']} snapshot of {snap['generated_at']} "
-              f"({snap['count']} chat models); GPU prices: {Path(args.prices).name if args.prices else 'shipped catalog'}")
+              f"({snap['count']} chat models); GPU prices: {Path(prices_file).name if prices_file else 'shipped catalog'}")
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    style = "json" if args.json else args.format
+    if args.yaml_help:
+        print(PRICES_YAML_DOC, end="")
+        return 0
+    if args.update:
+        return refresh_hosted_prices(Path(args.out) if args.out else SNAPSHOT_PATH)
+    if args.import_skypilot:
+        return _import_skypilot(args)
+    _print_prices(*_prices_report(args), style, args.prices)
     return 0
 
 
