@@ -15,21 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiler.cost.hosted import SNAPSHOT_PATH, update_snapshot  # noqa: E402
+from profiler.cost.cli import refresh_hosted_prices  # noqa: E402
+from profiler.cost.hosted import SNAPSHOT_PATH  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=SNAPSHOT_PATH, help="snapshot path (default: shipped file)")
     args = ap.parse_args(argv)
-    try:
-        snap = update_snapshot(args.out)
-    except (RuntimeError, OSError) as e:
-        print(f"hosted prices not updated (old snapshot kept): {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}: {snap['count']} chat models from litellm {snap['litellm_version']} "
-          f"({snap['generated_at']})")
-    return 0
+    return refresh_hosted_prices(
+        args.out, failed="hosted prices not updated (old snapshot kept): {error}",
+        done="wrote {out}: {count} chat models from litellm {litellm_version} ({generated_at})")
 
 
 if __name__ == "__main__":

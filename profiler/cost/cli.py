@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -104,28 +105,27 @@ def _slo_text(v: object) -> str:
     return "yes" if met else "no"
 
 
+def _columns(formatter: Callable[[object], str], **headers: str) -> list[fmt.Column]:
+    """Table columns key -> header, in the order given, all shown with ``formatter``."""
+    return [(key, header, formatter) for key, header in headers.items()]
+
+
 POINT_TABLE: list[fmt.Column] = [
     ("point", "point", fmt.text),
     ("load", "load", lambda v: fmt.num(v, 2).rstrip("0").rstrip(".")),
     ("output_tok_per_s", "out tok/s", fmt.num),
     ("slo_met", "SLO", _slo_text),
-    ("usd_per_1m_output", "$/1M out", fmt.money),
-    ("usd_per_1m_input", "$/1M in", fmt.money),
-    ("usd_per_1m_blended", "$/1M blend", fmt.money),
-    ("api_usd_per_1m_input", "API-style in", fmt.money),
-    ("api_usd_per_1m_output", "API-style out", fmt.money),
-    ("energy_usd_per_1m_output", "energy $/1M out", fmt.money),
+    *_columns(fmt.money, usd_per_1m_output="$/1M out", usd_per_1m_input="$/1M in",
+              usd_per_1m_blended="$/1M blend", api_usd_per_1m_input="API-style in",
+              api_usd_per_1m_output="API-style out", energy_usd_per_1m_output="energy $/1M out"),
     ("sol_output_tok_per_s", "SoL tok/s", fmt.num),
     ("sol_fraction", "of SoL", fmt.pct),
 ]
 
 HOSTED_TABLE: list[fmt.Column] = [
-    ("key", "hosted model", fmt.text),
-    ("why", "why", fmt.text),
-    ("hosted_usd_per_1m_input", "$/1M in", fmt.money),
-    ("hosted_usd_per_1m_output", "$/1M out", fmt.money),
-    ("hosted_usd_per_1m_blended", "$/1M mix", fmt.money),
-    ("self_usd_per_1m_blended", "self $/1M mix", fmt.money),
+    *_columns(fmt.text, key="hosted model", why="why"),
+    *_columns(fmt.money, hosted_usd_per_1m_input="$/1M in", hosted_usd_per_1m_output="$/1M out",
+              hosted_usd_per_1m_blended="$/1M mix", self_usd_per_1m_blended="self $/1M mix"),
     ("ratio", "self/hosted", lambda v: fmt.num(v, 2) + "x" if fmt.num(v, 2) != "-" else "-"),
     ("break_even_tokens_per_day", "break-even tok/day", fmt.big),
     ("break_even_utilisation", "break-even util", fmt.pct),
@@ -340,54 +340,75 @@ HOSTED_PRICE_TABLE: list[fmt.Column] = [
 ]
 
 
-def cmd_prices(args: argparse.Namespace) -> int:
-    style = "json" if args.json else args.format
-    if args.yaml_help:
-        print(PRICES_YAML_DOC, end="")
-        return 0
-    if args.update:
-        out = Path(args.out) if args.out else SNAPSHOT_PATH
-        try:
-            snap = update_snapshot(out)
-        except (RuntimeError, OSError) as e:
-            print(f"inferprof prices: hosted prices not updated, old snapshot kept: {e}", file=sys.stderr)
-            return 1
-        print(f"updated {out}: {snap['count']} chat models from litellm {snap['litellm_version']} "
-              f"({snap['generated_at']})")
-        return 0
-    if args.import_skypilot:
-        missing = [f for f in args.import_skypilot if not Path(f).is_file()]
-        if missing:
-            raise UserError(f"file not found: {missing[0]}")
-        rows = import_skypilot(args.import_skypilot)
-        if args.out:
-            write_catalog(rows, args.out)
-            print(f"wrote {len(rows)} GPU price rows to {args.out} (use it with --prices {args.out})")
-        else:
-            print(fmt.render(rows, [(c, c, fmt.text) for c in CATALOG_TABLE_KEYS], "csv"))
-        return 0
+UPDATE_FAILED = "inferprof prices: hosted prices not updated, old snapshot kept: {error}"
+UPDATE_DONE = "updated {out}: {count} chat models from litellm {litellm_version} ({generated_at})"
 
+
+def refresh_hosted_prices(out: Path, failed: str = UPDATE_FAILED, done: str = UPDATE_DONE) -> int:
+    """Refresh the hosted price snapshot at ``out`` (`inferprof prices --update` and
+    scripts/update_hosted_prices.py). Prints ``done`` and returns 0; on failure (the old snapshot
+    is kept) prints ``failed`` to stderr and returns 1. Templates take {error} / {out}, {count},
+    {litellm_version}, {generated_at}."""
+    try:
+        snap = update_snapshot(out)
+    except (RuntimeError, OSError) as e:
+        print(failed.format(error=e), file=sys.stderr)
+        return 1
+    print(done.format(out=out, count=snap["count"], litellm_version=snap["litellm_version"],
+                      generated_at=snap["generated_at"]))
+    return 0
+
+
+def _import_skypilot(args: argparse.Namespace) -> int:
+    """`prices --import-skypilot FILE...`: write the catalog CSV to --out, else print it."""
+    missing = [f for f in args.import_skypilot if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"file not found: {missing[0]}")
+    rows = import_skypilot(args.import_skypilot)
+    if args.out:
+        write_catalog(rows, args.out)
+        print(f"wrote {len(rows)} GPU price rows to {args.out} (use it with --prices {args.out})")
+    else:
+        print(fmt.render(rows, [(c, c, fmt.text) for c in CATALOG_TABLE_KEYS], "csv"))
+    return 0
+
+
+def _gpu_price_rows(args: argparse.Namespace) -> tuple[list[dict], dict | None]:
+    """(catalog rows for --gpu / --provider, the Pricing --gpu would get as a dict, or None)."""
+    catalog = load_catalog(args.prices) if args.prices and args.prices.endswith(".csv") else load_catalog()
+    rows = [vars(r) for r in catalog]
+    selected = None
+    if args.gpu:
+        p = resolve_pricing(gpu=args.gpu, provider=args.provider, pricing=args.pricing or "on_demand",
+                            prices_file=args.prices)
+        rows = [r for r in rows if r["gpu"] == p.gpu]
+        selected = p.to_dict()
+    if args.provider:
+        rows = [r for r in rows if r["provider"] == args.provider.strip().lower()]
+    return rows, selected
+
+
+def _prices_report(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(what `inferprof prices` lists, as a dict; the hosted price snapshot)."""
     out: dict = {}
     if args.model:
         hp = find_hosted(args.model)
         out["hosted"] = [vars(h) for h in hp]
     if args.gpu or not args.model:
-        catalog = load_catalog(args.prices) if args.prices and args.prices.endswith(".csv") else load_catalog()
-        rows = [vars(r) for r in catalog]
-        if args.gpu:
-            p = resolve_pricing(gpu=args.gpu, provider=args.provider, pricing=args.pricing or "on_demand",
-                                prices_file=args.prices)
-            rows = [r for r in rows if r["gpu"] == p.gpu]
-            out["selected"] = p.to_dict()
-        if args.provider:
-            rows = [r for r in rows if r["provider"] == args.provider.strip().lower()]
+        rows, selected = _gpu_price_rows(args)
+        if selected is not None:
+            out["selected"] = selected
         out["gpus"] = rows
     snap = load_snapshot()
     out["hosted_snapshot"] = {"litellm_version": snap["litellm_version"], "generated_at": snap["generated_at"],
                               "count": snap["count"]}
+    return out, snap
+
+
+def _print_prices(out: dict, snap: dict, style: str, prices_file: str | None) -> None:
     if style == "json":
         print(fmt.to_json(out))
-        return 0
+        return
     if "gpus" in out:
         cols = CATALOG_TABLE if style != "table" else [c for c in CATALOG_TABLE if c[0] != "source"]
         print(fmt.render(out["gpus"], cols, style))
@@ -399,7 +420,19 @@ def cmd_prices(args: argparse.Namespace) -> int:
         print(fmt.render(out["hosted"], HOSTED_PRICE_TABLE, style))
     if style != "csv":
         print(f"\nhosted prices: litellm {snap['litellm_version']} snapshot of {snap['generated_at']} "
-              f"({snap['count']} chat models); GPU prices: {Path(args.prices).name if args.prices else 'shipped catalog'}")
+              f"({snap['count']} chat models); GPU prices: {Path(prices_file).name if prices_file else 'shipped catalog'}")
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    style = "json" if args.json else args.format
+    if args.yaml_help:
+        print(PRICES_YAML_DOC, end="")
+        return 0
+    if args.update:
+        return refresh_hosted_prices(Path(args.out) if args.out else SNAPSHOT_PATH)
+    if args.import_skypilot:
+        return _import_skypilot(args)
+    _print_prices(*_prices_report(args), style, args.prices)
     return 0
 
 

@@ -213,6 +213,120 @@ def _gpu_name(gpus: list[str], gpu_info: list[dict] | None) -> str:
     return " + ".join(sorted(set(names)))
 
 
+@dataclass(frozen=True)
+class _Window:
+    """A point's [start, end] over the samples grouped by metric (one pass over a run-long frame)."""
+
+    by_metric: dict[str, pd.DataFrame]
+    start: int
+    end: int
+
+    def gpu(self, metric: str) -> dict[str, Series]:
+        """Series per GPU of a GPU metric (source by GPU_PRIORITY)."""
+        return _select(self.by_metric, metric, GPU_PRIORITY, self.start, self.end)
+
+    def server(self, metric: str) -> Series | None:
+        """The single server-wide series of a server metric (source by SERVER_PRIORITY)."""
+        s = _select(self.by_metric, metric, SERVER_PRIORITY, self.start, self.end)
+        return s.get("") if s else None
+
+
+def _empty_summary() -> dict[str, float | str]:
+    """Every TELEMETRY_COLUMNS key, NaN for numbers and "" for text."""
+    out: dict[str, float | str] = dict.fromkeys(TELEMETRY_COLUMNS, NAN)
+    out["energy_source"] = ""
+    out["gpu_name"] = ""
+    return out
+
+
+def _power_columns(power: dict[str, Series], w: _Window) -> dict[str, float]:
+    """power_mean_w, power_p95_w, power_samples (none without power series)."""
+    if not power:
+        return {}
+    return {
+        "power_mean_w": float(sum(_time_mean(s, w.start, w.end) for s in power.values())),
+        "power_p95_w": _power_p95(power),
+        "power_samples": float(sum(s.t.size for s in power.values())),
+    }
+
+
+def _energy(power: dict[str, Series], counters: dict[str, Series], w: _Window) -> tuple[float, str]:
+    """(energy_j, energy_source): the energy counters when every GPU has one, else integrated power."""
+    energy, source = NAN, ""
+    if counters and len(counters) >= len(power):
+        deltas = [_energy_delta(s, w.start, w.end) for s in counters.values()]
+        if not any(math.isnan(d) for d in deltas):
+            energy, source = float(sum(deltas)), "counter"
+    if math.isnan(energy) and power and w.end > w.start:
+        energy, source = float(sum(_integral_s(s, w.start, w.end) for s in power.values())), "integrated"
+    return energy, source
+
+
+def _energy_columns(energy: float, source: str, output_tokens: int) -> dict[str, float | str]:
+    """energy_j, energy_source and the per-token figures derived from them."""
+    cols: dict[str, float | str] = {"energy_j": energy, "energy_source": source}
+    if not math.isnan(energy) and output_tokens > 0:
+        cols["j_per_output_token"] = energy / output_tokens
+        if energy > 0:
+            cols["output_tokens_per_kwh"] = output_tokens / (energy / 3.6e6)
+    return cols
+
+
+def _gpus_seen(power: dict[str, Series], w: _Window) -> list[str]:
+    """GPUs with power samples in the window, else those of the first other GPU metric that has any."""
+    gpus: list[str] = sorted(power)
+    if not gpus:
+        for metric in ("energy_j", "gpu_util", "mem_used_mib", "sm_clock_mhz", "temp_c"):
+            gpus = sorted(w.gpu(metric))
+            if gpus:
+                break
+    return gpus
+
+
+def _gpu_columns(power: dict[str, Series], w: _Window, gpu_info: list[dict] | None) -> dict[str, float | str]:
+    """Utilisation, memory peak, throttle time, GPU count and name."""
+    cols: dict[str, float | str] = {
+        "gpu_util_mean": _mean_over(w.gpu("gpu_util"), w.start, w.end),
+        "sm_active_mean": _mean_over(w.gpu("sm_active"), w.start, w.end),
+    }
+    mem = w.gpu("mem_used_mib")
+    if mem:
+        cols["mem_used_peak_mib"] = float(max(s.v.max() for s in mem.values()))
+    cols["throttle_s"] = _throttle_s(w.gpu("throttle_reasons"), w.start, w.end)
+    gpus = _gpus_seen(power, w)
+    if gpus:
+        cols["gpu_count"] = float(len(gpus))
+    cols["gpu_name"] = _gpu_name(gpus, gpu_info)
+    return cols
+
+
+def _gauge_columns(s: Series | None, w: _Window, mean_key: str, max_key: str | None = None) -> dict[str, float]:
+    """Time-weighted mean (and max sample) of a server gauge; none without the series."""
+    if s is None:
+        return {}
+    cols = {mean_key: _time_mean(s, w.start, w.end)}
+    if max_key is not None:
+        cols[max_key] = float(s.v.max())
+    return cols
+
+
+def _server_columns(w: _Window) -> dict[str, float]:
+    """KV cache, queue, running requests, preemptions and prefix cache hit rate."""
+    cols = _gauge_columns(w.server("kv_cache_usage"), w, "kv_cache_usage_mean", "kv_cache_usage_max")
+    queue = w.server("requests_waiting") or w.server("pending_requests")
+    cols.update(_gauge_columns(queue, w, "queue_depth_mean", "queue_depth_max"))
+    cols.update(_gauge_columns(w.server("requests_running"), w, "running_mean"))
+    pre = w.server("preemptions_total")
+    if pre is not None:
+        cols["preemptions"] = _counter_delta(pre)
+    hits, queries = w.server("prefix_cache_hits_total"), w.server("prefix_cache_queries_total")
+    if hits is not None and queries is not None:
+        dq = _counter_delta(queries)
+        if dq > 0:
+            cols["prefix_cache_hit_rate"] = _counter_delta(hits) / dq
+    return cols
+
+
 def summarize_point(
     df: pd.DataFrame,
     start_ns: int,
@@ -225,75 +339,13 @@ def summarize_point(
     `gpu_info` (optional, `TelemetrySession.gpu_info()` as saved in the manifest) only fills
     `gpu_name`.  See the module docstring for every formula.
     """
-    out: dict[str, float | str] = dict.fromkeys(TELEMETRY_COLUMNS, NAN)
-    out["energy_source"] = ""
-    out["gpu_name"] = ""
+    out = _empty_summary()
     if df is None or df.empty:
         return out
-    start, end = int(start_ns), int(end_ns)
-    by_metric = {str(k): g for k, g in df.groupby("metric", sort=False)}  # one pass over a run-long frame
-
-    def sel(metric: str, priority: tuple[str, ...] = GPU_PRIORITY) -> dict[str, Series]:
-        return _select(by_metric, metric, priority, start, end)
-
-    power = sel("power_w")
-    if power:
-        out["power_mean_w"] = float(sum(_time_mean(s, start, end) for s in power.values()))
-        out["power_p95_w"] = _power_p95(power)
-        out["power_samples"] = float(sum(s.t.size for s in power.values()))
-
-    energy = NAN
-    counters = sel("energy_j")
-    if counters and len(counters) >= len(power):
-        deltas = [_energy_delta(s, start, end) for s in counters.values()]
-        if not any(math.isnan(d) for d in deltas):
-            energy, out["energy_source"] = float(sum(deltas)), "counter"
-    if math.isnan(energy) and power and end > start:
-        energy, out["energy_source"] = float(sum(_integral_s(s, start, end) for s in power.values())), "integrated"
-    out["energy_j"] = energy
-    if not math.isnan(energy) and output_tokens > 0:
-        out["j_per_output_token"] = energy / output_tokens
-        if energy > 0:
-            out["output_tokens_per_kwh"] = output_tokens / (energy / 3.6e6)
-
-    out["gpu_util_mean"] = _mean_over(sel("gpu_util"), start, end)
-    out["sm_active_mean"] = _mean_over(sel("sm_active"), start, end)
-    mem = sel("mem_used_mib")
-    if mem:
-        out["mem_used_peak_mib"] = float(max(s.v.max() for s in mem.values()))
-    out["throttle_s"] = _throttle_s(sel("throttle_reasons"), start, end)
-
-    gpus: list[str] = sorted(power)
-    if not gpus:
-        for metric in ("energy_j", "gpu_util", "mem_used_mib", "sm_clock_mhz", "temp_c"):
-            gpus = sorted(sel(metric))
-            if gpus:
-                break
-    if gpus:
-        out["gpu_count"] = float(len(gpus))
-    out["gpu_name"] = _gpu_name(gpus, gpu_info)
-
-    def server(metric: str) -> Series | None:
-        s = _select(by_metric, metric, SERVER_PRIORITY, start, end)
-        return s.get("") if s else None
-
-    kv = server("kv_cache_usage")
-    if kv is not None:
-        out["kv_cache_usage_mean"] = _time_mean(kv, start, end)
-        out["kv_cache_usage_max"] = float(kv.v.max())
-    queue = server("requests_waiting") or server("pending_requests")
-    if queue is not None:
-        out["queue_depth_mean"] = _time_mean(queue, start, end)
-        out["queue_depth_max"] = float(queue.v.max())
-    running = server("requests_running")
-    if running is not None:
-        out["running_mean"] = _time_mean(running, start, end)
-    pre = server("preemptions_total")
-    if pre is not None:
-        out["preemptions"] = _counter_delta(pre)
-    hits, queries = server("prefix_cache_hits_total"), server("prefix_cache_queries_total")
-    if hits is not None and queries is not None:
-        dq = _counter_delta(queries)
-        if dq > 0:
-            out["prefix_cache_hit_rate"] = _counter_delta(hits) / dq
+    w = _Window({str(k): g for k, g in df.groupby("metric", sort=False)}, int(start_ns), int(end_ns))
+    power = w.gpu("power_w")
+    out.update(_power_columns(power, w))
+    out.update(_energy_columns(*_energy(power, w.gpu("energy_j"), w), output_tokens))
+    out.update(_gpu_columns(power, w, gpu_info))
+    out.update(_server_columns(w))
     return out
