@@ -198,13 +198,14 @@ class RunWriter:
         append_point_facts(self.run_dir, facts)
 
     def add_samples(self, samples: list) -> None:
+        """Append telemetry samples; the folder exists once telemetry is on, even with no sample."""
+        d = self.run_dir / TELEMETRY
+        d.mkdir(exist_ok=True)
         if not samples:
             return
         from profiler.telemetry import samples_frame
 
         frame = samples_frame(samples)
-        d = self.run_dir / TELEMETRY
-        d.mkdir(exist_ok=True)
         path = d / f"part-{self._telemetry_parts:05d}.parquet"
         self._telemetry_parts += 1
         _atomic(path, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
