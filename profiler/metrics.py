@@ -31,18 +31,24 @@ import math
 
 import numpy as np
 
+from profiler.quantiles import percentiles
+
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 STATS = ("mean", *PERCENTILES)  # every statistic a points.csv latency column and an SLO can name
 
 
-def stats(values_s: np.ndarray) -> dict[str, float]:
-    """mean and p50/p90/p95/p99/p99.9 (numpy 'linear' interpolation); NaN when empty."""
+def stats(values_s: np.ndarray, zeros_to_drop: int = 0) -> dict[str, float]:
+    """mean and p50/p90/p95/p99/p99.9 (numpy 'linear' interpolation); NaN when empty.
+    `zeros_to_drop`: placeholder zeros in `values_s` that are not part of the sample."""
     v = np.asarray(values_s, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
+    nan = np.isnan(v)
+    if nan.any():
+        v = v[~nan]
+    n = v.size - zeros_to_drop
+    if n <= 0:
         return {"mean": math.nan, **{k: math.nan for k in PERCENTILES}}
-    out = {"mean": float(v.mean())}
-    qs = np.percentile(v, list(PERCENTILES.values()))
+    out = {"mean": float(v.mean() if not zeros_to_drop else v.sum() / n)}
+    qs = percentiles(v, list(PERCENTILES.values()), zeros_to_drop)  # == np.percentile of the sample
     out.update({k: float(q) for k, q in zip(PERCENTILES, qs, strict=True)})
     return out
 
@@ -102,16 +108,25 @@ def chunk_gaps(request_ids: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
     req = np.asarray(request_ids, dtype=np.int64)
     t = np.asarray(t_ns, dtype=np.int64)
     order = np.lexsort((t, req))
-    return sorted_chunk_gaps(req[order], t[order])[0]
+    req, t = req[order], t[order]
+    return run_gaps(t, np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if req.size else req)
 
 
-def sorted_chunk_gaps(request_ids: np.ndarray, t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(gaps in s, the request of each gap) for chunks already sorted by (request, time)."""
-    req = np.asarray(request_ids, dtype=np.int64)
-    if req.size < 2:
-        return np.empty(0), np.empty(0, np.int64)
-    same = req[1:] == req[:-1]
-    return np.diff(np.asarray(t_ns, dtype=np.int64))[same] / 1e9, req[1:][same]
+def run_gaps(t_ns: np.ndarray, run_start: np.ndarray) -> np.ndarray:
+    """Gaps (s) inside runs: `t_ns` holds each request's chunks together and in time order, run r
+    starting at index run_start[r]; the step from one run's last chunk to the next's first is no gap."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    if t.size < 2:
+        return np.empty(0)
+    keep = np.ones(t.size - 1, bool)
+    keep[np.asarray(run_start[1:], dtype=np.int64) - 1] = False
+    return np.diff(t)[keep] / 1e9
+
+
+def sorted_by_request_time(request_ids: np.ndarray, t_ns: np.ndarray) -> bool:
+    """True when rows are already ordered by (request, time), as the appended layout stores them."""
+    d_req = np.diff(np.asarray(request_ids))
+    return bool(np.all((d_req > 0) | ((d_req == 0) & (np.diff(np.asarray(t_ns)) >= 0))))
 
 
 def steady_window(send_ns: np.ndarray, end_ns: np.ndarray, warmup_frac: float) -> tuple[int, int, bool]:
@@ -124,14 +139,6 @@ def steady_window(send_ns: np.ndarray, end_ns: np.ndarray, warmup_frac: float) -
     if stop > start:
         return start, stop, True
     return int(send[0]), int(np.max(end_ns)), False
-
-
-def tokens_in_window(chunk_t_ns: np.ndarray, chunk_tokens: np.ndarray, start_ns: int, end_ns: int) -> float:
-    """Tokens carried by chunks that arrived within [start_ns, end_ns]."""
-    t = np.asarray(chunk_t_ns, dtype=np.int64)
-    tok = np.asarray(chunk_tokens, dtype=float)
-    mask = (t >= start_ns) & (t <= end_ns)
-    return float(tok[mask].sum())
 
 
 def lookup(ids: np.ndarray, values: np.ndarray, query: np.ndarray, default) -> np.ndarray:
@@ -155,27 +162,3 @@ def lookup(ids: np.ndarray, values: np.ndarray, query: np.ndarray, default) -> n
     found = ids[order][pos] == query
     out[found] = values[order][pos][found]
     return out
-
-
-def chunk_token_estimates(chunk_request: np.ndarray, chunk_tokens: np.ndarray, request_ids: np.ndarray,
-                          request_out_tokens: np.ndarray, request_chunks: np.ndarray) -> np.ndarray:
-    """Tokens per chunk: the server's count where given (>= 0), else the request's tokens / chunks
-    (0 for a chunk of a request not in `request_ids`)."""
-    out = np.asarray(request_out_tokens, dtype=float)
-    n = np.asarray(request_chunks, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_req = np.where(n > 0, out / n, 0.0)
-    est = lookup(request_ids, per_req, chunk_request, 0.0)
-    tok = np.asarray(chunk_tokens, dtype=float)
-    return np.where(tok >= 0, tok, est)
-
-
-def max_gap_per_request(request_ids: np.ndarray, gap_request: np.ndarray, gaps_s: np.ndarray) -> np.ndarray:
-    """Each request's longest chunk gap (s), NaN for requests with fewer than two content chunks.
-    `gap_request` (the request of each gap) is grouped: all gaps of a request are adjacent."""
-    gap_request = np.asarray(gap_request, dtype=np.int64)
-    if not gap_request.size:
-        return np.full(np.asarray(request_ids).size, np.nan)
-    starts = np.flatnonzero(np.r_[True, gap_request[1:] != gap_request[:-1]])
-    longest = np.maximum.reduceat(np.asarray(gaps_s, dtype=float), starts)
-    return lookup(gap_request[starts], longest, request_ids, np.nan)

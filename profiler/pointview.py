@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler import metrics as m
+from profiler.chunkruns import ChunkRuns
 
 # requests.parquet columns the view keeps as arrays (besides the times it derives from).
 REQUEST_ARRAYS = ("max_tokens", "input_tokens", "usage_prompt_tokens", "usage_completion_tokens",
@@ -43,11 +44,16 @@ class PointView:
     start_ns: int  # the steady window
     stop_ns: int
     steady: bool
-    chunk_request: np.ndarray  # content chunks of successful requests, sorted by (request, time)
-    chunk_t_ns: np.ndarray
-    chunk_tokens: np.ndarray  # the server's count, else the request's tokens spread over its chunks
-    gaps_s: np.ndarray  # chunk gaps of successful requests (the per-chunk ITL), same order
-    gap_request: np.ndarray  # the request id of each gap
+    chunks: ChunkRuns  # content chunks of successful requests, one run per request
+
+    @property
+    def gaps_s(self) -> np.ndarray:
+        """Chunk gaps of successful requests (the per-chunk ITL), grouped by request."""
+        return self.chunks.gaps_s
+
+    @property
+    def gap_request(self) -> np.ndarray:
+        return self.chunks.gap_request
 
     @property
     def n(self) -> int:
@@ -82,15 +88,10 @@ class PointView:
     def ended_in_window(self) -> np.ndarray:
         return self.ok & (self.end_ns >= self.start_ns) & (self.end_ns <= self.stop_ns)
 
-    def chunks_of(self, requests_mask: np.ndarray) -> np.ndarray:
-        """Chunk mask: the chunks of the requests selected by a per-request mask."""
-        return m.lookup(self.request, np.asarray(requests_mask, bool), self.chunk_request, False)
-
-    def tokens_in_window(self, chunk_mask: np.ndarray | None = None) -> float:
-        t, tok = self.chunk_t_ns, self.chunk_tokens
-        if chunk_mask is not None:
-            t, tok = t[chunk_mask], tok[chunk_mask]
-        return m.tokens_in_window(t, tok, self.start_ns, self.stop_ns)
+    def tokens_in_window(self, requests_mask: np.ndarray | None = None) -> float:
+        """Tokens of the chunks that arrived inside the steady window (of the requests in the mask)."""
+        runs = None if requests_mask is None else self.chunks.runs_of(self.request, requests_mask)
+        return self.chunks.tokens_in_window(self.start_ns, self.stop_ns, runs)
 
     @classmethod
     def build(cls, facts: dict, requests, chunks, warmup_frac: float) -> PointView:
@@ -104,34 +105,11 @@ class PointView:
         per = m.per_request(requests) if rid.size else {k: np.empty(0) for k in
                                                        ("out_tokens", "ttft", "e2e", "itl_token", "tpot")}
         start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
-        creq, ct, ctok = _ok_chunks(chunks, rid[error == ""])
-        gaps, gap_req = m.sorted_chunk_gaps(creq, ct)
-        per = dict(per, itl=m.max_gap_per_request(rid, gap_req, gaps))
+        runs = ChunkRuns.build(chunks, rid[error == ""], rid, per["out_tokens"], cols["n_content_chunks"])
+        per = dict(per, itl=runs.longest_gap(rid))
         usage_prompt = cols["usage_prompt_tokens"]
         return cls(
             point=int(facts["point"]), mode=str(facts.get("mode", "")), load=float(facts.get("load", math.nan)),
             request=rid, error=error, send_ns=send, end_ns=end, scheduled_ns=col(requests, "scheduled_ns", np.int64),
             cols=cols, per=per, prompt_tokens=np.where(usage_prompt >= 0, usage_prompt, cols["input_tokens"]),
-            start_ns=start_ns, stop_ns=stop_ns, steady=steady, chunk_request=creq, chunk_t_ns=ct,
-            chunk_tokens=m.chunk_token_estimates(creq, ctok, rid, per["out_tokens"], cols["n_content_chunks"]),
-            gaps_s=gaps, gap_request=gap_req)
-
-
-def _ok_chunks(chunks, ok_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(request, t_ns, tokens) of the content chunks of successful requests, sorted by (request, time)."""
-    if not len(chunks) or not ok_ids.size or not len(chunks["request"]):
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    creq = np.asarray(chunks["request"], dtype=np.int64)
-    t = np.asarray(chunks["t_ns"], dtype=np.int64)
-    tok = np.asarray(chunks["tokens"], dtype=np.int64)
-    keep = m.lookup(ok_ids, np.ones(ok_ids.size, bool), creq, False)
-    creq, t, tok = creq[keep], t[keep], tok[keep]
-    if _sorted(creq, t):  # the appended layout stores chunks sorted: skip the sort
-        return creq, t, tok
-    order = np.lexsort((t, creq))
-    return creq[order], t[order], tok[order]
-
-
-def _sorted(creq: np.ndarray, t: np.ndarray) -> bool:
-    d_req = np.diff(creq)
-    return bool(np.all((d_req > 0) | ((d_req == 0) & (np.diff(t) >= 0))))
+            start_ns=start_ns, stop_ns=stop_ns, steady=steady, chunks=runs)

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from backends.records import REQUEST_COLUMNS, RequestRecord
+from profiler.metrics import sorted_by_request_time
 
 MANIFEST = "manifest.json"
 POINTS_RAW = "points.jsonl"
@@ -175,23 +177,35 @@ class RunWriter:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._parts: dict[tuple[str, int], int] = {}
+        self._batches: dict[int, int] = {}
         self._telemetry_parts = 0
 
-    def _next(self, folder: str, point: int) -> Path:
-        n = self._parts.get((folder, point), 0)
-        self._parts[(folder, point)] = n + 1
-        d = self.run_dir / folder
-        d.mkdir(exist_ok=True)
-        return d / f"point-{point:05d}-{n:04d}.parquet"
+    def _batch_paths(self, point: int) -> tuple[Path, Path]:
+        """The next batch's requests and chunks files: the same name in both folders."""
+        n = self._batches.get(point, 0)
+        self._batches[point] = n + 1
+        name = f"point-{point:05d}-{n:04d}.parquet"
+        for folder in (REQUESTS, CHUNKS):
+            (self.run_dir / folder).mkdir(exist_ok=True)
+        return self.run_dir / REQUESTS / name, self.run_dir / CHUNKS / name
 
     def add_records(self, point: int, requests: pa.Table, chunks: pa.Table) -> None:
-        """Append a batch of finished requests and their chunks (sorted here by request, time)."""
-        if requests.num_rows:
-            _atomic(self._next(REQUESTS, point), lambda p: pq.write_table(requests, p, compression="zstd"))
-        if chunks.num_rows:
+        """Append a batch of finished requests and the chunks of exactly those requests. Chunk rows
+        are sorted by (request, time); those carrying content go to the batch's `point-*` file
+        (what the metrics read), the others (role preludes, usage, [DONE]) to `events-*` beside it."""
+        if not requests.num_rows and not chunks.num_rows:
+            return
+        req_path, chunk_path = self._batch_paths(point)
+        _atomic(req_path, lambda p: pq.write_table(requests, p, compression="zstd"))
+        if not chunks.num_rows:
+            return
+        if not sorted_by_request_time(chunks["request"].to_numpy(), chunks["t_ns"].to_numpy()):
             chunks = chunks.sort_by([("request", "ascending"), ("t_ns", "ascending")])
-            _atomic(self._next(CHUNKS, point), lambda p: write_chunks(chunks, p))
+        content = chunks["content"]
+        _atomic(chunk_path, lambda p: write_chunks(chunks.filter(content), p))
+        others = chunks.filter(pc.invert(content))
+        if others.num_rows:
+            _atomic(chunk_path.with_name("events" + chunk_path.name[len("point"):]), lambda p: write_chunks(others, p))
 
     def add_point(self, facts: dict, requests: pa.Table, chunks: pa.Table) -> None:
         self.add_records(int(facts["point"]), requests, chunks)

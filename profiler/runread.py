@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from profiler import runfolder as rf
+from profiler.chunkruns import ChunkColumns, runs_of_rows
 from profiler.errors import UserError
 
 # points.csv columns that hold True/False ("" when not evaluated, e.g. slo_met without an SLO).
@@ -103,42 +104,79 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(path=path, manifest=manifest, facts=facts, points=points)
 
 
-def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, dict]]:
-    """(facts, requests rows, content chunks as column arrays) of each point, in the order of
-    `facts`. In the appended layout only one point's files are read at a time, so memory follows
-    the largest point, not the run; a folder of the old layout (one file each) is read once."""
+def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, object]]:
+    """(facts, requests rows, content chunks) of each point, in the order of `facts`. In the
+    appended layout only one point's files are read at a time, so memory follows the largest
+    point, not the run; a folder of the old layout (one file each) is read once."""
     run_dir = Path(run_dir)
-    if (run_dir / rf.REQUESTS).is_dir() or (run_dir / rf.CHUNKS).is_dir():
+    if appended(run_dir):
         for f in facts:
-            p = int(f["point"])
-            yield f, _point_table(run_dir / rf.REQUESTS, p).to_pandas(), _content_columns(
-                _point_table(run_dir / rf.CHUNKS, p, CHUNK_COLUMNS))
+            yield (f, *_appended_point(run_dir, int(f["point"])))
         return
     req = rf.read_table(run_dir, rf.REQUESTS)
     chunks = rf.read_content_chunks(run_dir)
     for f in facts:
         p = f["point"]
-        c = chunks[chunks["point"] == p] if len(chunks) else chunks
         yield (f, req[req["point"] == p] if len(req) else req,
-               {k: c[k].to_numpy() for k in ("request", "t_ns", "tokens")} if len(c) else {})
+               chunks[chunks["point"] == p] if len(chunks) else chunks)
 
 
-CHUNK_COLUMNS = ["request", "t_ns", "tokens", "content"]
+def appended(run_dir: Path) -> bool:
+    """True for the appended layout (folders of per-point files), False for one file each."""
+    return (run_dir / rf.REQUESTS).is_dir() or (run_dir / rf.CHUNKS).is_dir()
 
 
-def _point_table(folder: Path, point: int, columns: list[str] | None = None) -> pa.Table:
-    files = sorted(folder.glob(f"point-{point:05d}-*.parquet")) if folder.is_dir() else []
-    tables = [pq.read_table(f, columns=columns) for f in files]
-    return pa.concat_tables(tables) if tables else pa.table({})
+def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColumns]:
+    """A point's requests and content chunks from its `point-PPPPP-NNNN.parquet` files. The chunks
+    file of batch N holds the content chunks of the requests of batch N, sorted by (request, time),
+    so its runs are those requests in id order with `n_content_chunks` rows each; a file whose
+    row count disagrees is read with its request column instead."""
+    name = f"point-{point:05d}-*.parquet"
+    req_files = sorted((run_dir / rf.REQUESTS).glob(name))
+    chunk_files = {f.name: f for f in (run_dir / rf.CHUNKS).glob(name)}
+    requests = [pq.read_table(f) for f in req_files]
+    frame = pa.concat_tables(requests).to_pandas() if requests else pd.DataFrame()
+    pairs = [(chunk_files[f.name], req) for f, req in zip(req_files, requests, strict=True) if f.name in chunk_files]
+    total = sum(pq.ParquetFile(path).metadata.num_rows for path, _ in pairs)
+    t = np.empty(total, np.int64)  # one allocation: each file's times are copied into place
+    tokens, run_req, run_len, pos = [], [], [], 0
+    for path, req in pairs:
+        t_file, tok, rr, rl = _chunk_file(path, req)
+        t[pos:pos + t_file.size] = t_file
+        tokens.append((tok, t_file.size))
+        run_req.append(rr)
+        run_len.append(rl)
+        pos += t_file.size
+    if not pairs:
+        e = np.empty(0, np.int64)
+        return frame, ChunkColumns(e, None, e, e)
+    return frame, ChunkColumns(t, _tokens(tokens), np.concatenate(run_req), np.concatenate(run_len))
 
 
-def _content_columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """request, t_ns, tokens of the rows that carry generated content."""
-    if not table.num_rows:
-        return {}
-    if "content" in table.column_names:
-        table = table.filter(table["content"])
-    return {k: table[k].to_numpy() for k in ("request", "t_ns", "tokens")}
+def _tokens(parts: list[tuple[np.ndarray | None, int]]) -> np.ndarray | None:
+    """The files' per-chunk token counts joined (-1 where a file has none), or None when no file has any."""
+    if all(tok is None for tok, _ in parts):
+        return None
+    return np.concatenate([tok if tok is not None else np.full(n, -1, np.int64) for tok, n in parts])
+
+
+def _chunk_file(path: Path, requests: pa.Table):
+    """(t_ns, tokens or None, run request ids, run lengths) of one chunks file."""
+    meta = pq.ParquetFile(path).metadata
+    tok_col = meta.schema.names.index("tokens")
+    said = any((rg := meta.row_group(i).column(tok_col).statistics) is None or not rg.has_min_max or rg.max >= 0
+               for i in range(meta.num_row_groups))
+    table = pq.read_table(path, columns=["t_ns", "tokens"] if said else ["t_ns"])
+    n = requests["n_content_chunks"].to_numpy()
+    ids = requests["request"].to_numpy()
+    order = np.argsort(ids[n > 0], kind="stable")
+    run_req, run_len = ids[n > 0][order], n[n > 0][order]
+    if run_len.sum() != table.num_rows:  # not the batch's own chunks: derive the runs from the rows
+        rows = pq.read_table(path, columns=["request", "t_ns", "tokens"])
+        t, tok, run_req, run_len, _ = runs_of_rows({k: rows[k].to_numpy() for k in rows.column_names})
+        return t, tok, run_req, run_len
+    tok = table["tokens"].to_numpy() if said else None
+    return table["t_ns"].to_numpy(), tok, run_req, run_len
 
 
 def read_telemetry(run_dir: str | Path) -> pd.DataFrame:

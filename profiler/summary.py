@@ -88,9 +88,10 @@ def latency(v: PointView) -> dict:
     """<metric>_<stat>_ms: per-request figures over the steady window, chunk gaps over every
     successful request."""
     w = v.in_window
-    samples = {"ttft": v.per["ttft"][w], "itl": v.gaps_s, "itl_token": v.per["itl_token"][w],
-               "tpot": v.per["tpot"][w], "e2e": v.per["e2e"][w]}
-    return {f"{lat}_{s}_ms": x * 1e3 for lat, values in samples.items() for s, x in m.stats(values).items()}
+    out = {f"itl_{s}_ms": x * 1e3 for s, x in v.chunks.gap_stats().items()}
+    for lat in ("ttft", "itl_token", "tpot", "e2e"):
+        out.update({f"{lat}_{s}_ms": x * 1e3 for s, x in m.stats(v.per[lat][w]).items()})
+    return out
 
 
 def throughput(v: PointView) -> dict:
@@ -116,7 +117,7 @@ def slo_verdict(v: PointView, row: dict, slos: dict[str, float]) -> dict:
     out = dict(slo_met=met, slo_failed=";".join(failed))
     if v.window_s > 0:
         out["goodput_req_per_s"] = (good & v.ended_in_window).sum() / v.window_s
-        out["goodput_tok_per_s"] = v.tokens_in_window(v.chunks_of(good)) / v.window_s
+        out["goodput_tok_per_s"] = v.tokens_in_window(good) / v.window_s
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -116,9 +117,7 @@ def test_report_reproduces_points_csv_exactly(sweep, tmp_path):
     from profiler.runfolder import write_points_csv
 
     copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in run_dir.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(run_dir, copy)
     (copy / "points.csv").unlink()
     write_points_csv(copy, summarize_run(copy))
     assert (copy / "points.csv").read_text() == original

@@ -1,0 +1,158 @@
+"""The content chunks of a point's successful requests, held as runs: the chunks of one request
+are adjacent and in time order, so per-request sums and maxima are `reduceat` over the runs and
+nothing is gathered chunk by chunk. This keeps a point of 25 million chunks to a few passes over
+two int64 arrays (benchmarks/scale/README.md).
+
+The formulas are those of `profiler.metrics`: chunk gaps (the per-chunk ITL), each request's
+longest gap, and the tokens of the chunks that arrived inside a window (the server's per-chunk
+count when it gave one, else the request's tokens spread evenly over its chunks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from profiler import metrics as m
+from profiler.quantiles import SELECT_MIN
+from profiler.scratch import scratch
+
+
+@dataclass(frozen=True)
+class ChunkColumns:
+    """Content chunks as read from the appended layout: each request's chunks adjacent and in time
+    order, the runs given (request id and chunk count of each) instead of a request id per chunk;
+    `tokens` is None when the server never gave a per-chunk count."""
+
+    t_ns: np.ndarray
+    tokens: np.ndarray | None
+    run_request: np.ndarray
+    run_len: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True)
+class ChunkRuns:
+    t_ns: np.ndarray  # int64, grouped by request, in time order within a request
+    tokens: np.ndarray | None  # the server's per-chunk count (-1 = not said); None if it never said
+    run_request: np.ndarray  # the request id of each run
+    run_start: np.ndarray  # index of each run's first chunk
+    run_len: np.ndarray  # chunks in each run (>= 1)
+    est: np.ndarray  # per run: the request's output tokens / its content chunks
+
+    @classmethod
+    def empty(cls) -> ChunkRuns:
+        e = np.empty(0, np.int64)
+        return cls(e, None, e, e, e, np.empty(0))
+
+    @classmethod
+    def build(cls, chunks, ok_ids: np.ndarray, request_ids: np.ndarray, out_tokens: np.ndarray,
+              content_chunks: np.ndarray) -> ChunkRuns:
+        """Runs of the chunks of the requests in `ok_ids`; per-request arrays give the estimates."""
+        if not len(chunks) or not ok_ids.size:
+            return cls.empty()
+        if isinstance(chunks, ChunkColumns):
+            t, tok, run_req, run_len = chunks.t_ns, chunks.tokens, chunks.run_request, chunks.run_len
+            start = np.r_[0, np.cumsum(run_len)[:-1]].astype(np.int64)
+        else:
+            t, tok, run_req, run_len, start = runs_of_rows(chunks)
+        keep = m.lookup(ok_ids, np.ones(ok_ids.size, bool), run_req, False)
+        if not keep.all():
+            chunk_keep = np.repeat(keep, run_len)
+            t, tok = t[chunk_keep], None if tok is None else tok[chunk_keep]
+            run_req, run_len = run_req[keep], run_len[keep]
+            start = np.r_[0, np.cumsum(run_len)[:-1]].astype(np.int64) if run_len.size else run_len
+        if not run_len.size:
+            return cls.empty()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_req = np.where(content_chunks > 0, out_tokens / np.maximum(content_chunks, 1), 0.0)
+        return cls(t_ns=t, tokens=tok if tok is not None and (tok >= 0).any() else None,
+                   run_request=run_req, run_start=start,
+                   run_len=run_len, est=m.lookup(request_ids, per_req.astype(float), run_req, 0.0))
+
+    @property
+    def size(self) -> int:
+        return int(self.t_ns.size)
+
+    def _steps_s(self) -> np.ndarray:
+        """Differences of consecutive chunk times (s), with 0 where one request's last chunk meets
+        the next one's first: the chunk gaps in place, plus one placeholder zero per boundary.
+        Written into a scratch array (profiler.scratch): use it before the next call."""
+        steps = scratch("chunk-steps", max(0, self.size - 1), np.float64)
+        if self.size < 2:
+            return steps
+        np.subtract(self.t_ns[1:], self.t_ns[:-1], out=steps, casting="unsafe")
+        steps /= 1e9  # as m.run_gaps: an integer difference ÷ 1e9
+        steps[self.run_start[1:] - 1] = 0.0
+        return steps
+
+    @cached_property
+    def gaps_s(self) -> np.ndarray:
+        """Gaps between consecutive chunks of each request (s), grouped by run (m.run_gaps)."""
+        return m.run_gaps(self.t_ns, self.run_start)
+
+    @cached_property
+    def gap_request(self) -> np.ndarray:
+        """The request id of each gap."""
+        return np.repeat(self.run_request, self.run_len - 1)
+
+    def gap_stats(self) -> dict[str, float]:
+        """m.stats of the chunk gaps, read off the steps without compacting them (their placeholder
+        zeros are dropped by rank, see profiler.quantiles)."""
+        boundaries = max(0, self.run_len.size - 1)
+        if self.size - 1 - boundaries < SELECT_MIN:
+            return m.stats(self.gaps_s)
+        return m.stats(self._steps_s(), zeros_to_drop=boundaries)
+
+    def longest_gap(self, request_ids: np.ndarray) -> np.ndarray:
+        """Each request's longest chunk gap (s); NaN for fewer than two content chunks."""
+        multi = self.run_len >= 2
+        if not multi.any():
+            return np.full(np.asarray(request_ids).size, np.nan)
+        # From a run's first gap to the next multi-chunk run: its gaps and placeholder zeros only.
+        longest = np.maximum.reduceat(self._steps_s(), self.run_start[multi])
+        return m.lookup(self.run_request[multi], longest, request_ids, np.nan)
+
+    def tokens_in_window(self, start_ns: int, stop_ns: int, run_mask: np.ndarray | None = None) -> float:
+        """Tokens of the chunks that arrived within [start_ns, stop_ns] (of the runs in `run_mask`)."""
+        if not self.size:
+            return 0.0
+        if self.tokens is None:
+            per_run = self.est * self._count_inside(start_ns, stop_ns)
+        else:
+            inside = (self.t_ns >= start_ns) & (self.t_ns <= stop_ns)
+            given = self.tokens >= 0
+            said = np.add.reduceat(np.where(inside & given, self.tokens, 0), self.run_start, dtype=np.int64)
+            per_run = said + self.est * np.add.reduceat(inside & ~given, self.run_start, dtype=np.int64)
+        return float(per_run.sum() if run_mask is None else per_run[run_mask].sum())
+
+    def _count_inside(self, start_ns: int, stop_ns: int) -> np.ndarray:
+        """Chunks of each run inside [start_ns, stop_ns]. A run lies wholly inside or outside unless
+        it straddles an edge (a few per window edge), so only those are counted chunk by chunk."""
+        first, last = self.t_ns[self.run_start], self.t_ns[self.run_start + self.run_len - 1]
+        count = np.where((first >= start_ns) & (last <= stop_ns), self.run_len, 0)
+        edge = np.flatnonzero(~((first >= start_ns) & (last <= stop_ns)) & (last >= start_ns) & (first <= stop_ns))
+        for r in edge.tolist():
+            t = self.t_ns[self.run_start[r]:self.run_start[r] + self.run_len[r]]
+            count[r] = int(np.searchsorted(t, stop_ns, side="right") - np.searchsorted(t, start_ns, side="left"))
+        return count
+
+    def runs_of(self, request_ids: np.ndarray, request_mask: np.ndarray) -> np.ndarray:
+        """Run mask: the runs of the requests selected by a per-request mask."""
+        return m.lookup(request_ids, np.asarray(request_mask, bool), self.run_request, False)
+
+
+def runs_of_rows(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t_ns, tokens, run request, run length, run start) from chunk rows in any order."""
+    req = np.asarray(chunks["request"], dtype=np.int64)
+    t = np.asarray(chunks["t_ns"], dtype=np.int64)
+    tok = np.asarray(chunks["tokens"], dtype=np.int64)
+    if not m.sorted_by_request_time(req, t):
+        order = np.lexsort((t, req))
+        req, t, tok = req[order], t[order], tok[order]
+    start = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
+    return t, tok, req[start], np.diff(np.r_[start, req.size]), start
