@@ -16,13 +16,13 @@ def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/plots/*.png and RUN_DIR/report.html; return the report's path."""
     from profiler.report import html, plots
     from profiler.report.headline import headline, hosted_lines
-    from profiler.report.samples import run_samples
+    from profiler.report.samples import REPORT_SAMPLE_REQUESTS, run_samples
     from profiler.runread import load_run, read_telemetry
 
     run = load_run(run_dir)
     hosted, as_of = hosted_lines(run.manifest)
     tel = read_telemetry(run.path)
-    figs = plots.build_figures(run.points, tel, run.facts, run_samples(run), hosted)
+    figs = plots.build_figures(run.points, tel, run.facts, run_samples(run, max_requests=REPORT_SAMPLE_REQUESTS), hosted)
     written = plots.write_figures(figs, run.path / PLOTS_DIR)
     pngs = {name: p.read_bytes() for name, p in written.items()}
     text = html.render_report(run.manifest, run.points, headline(run.points, run.manifest, hosted, as_of), pngs)

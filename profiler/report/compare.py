@@ -60,6 +60,9 @@ def _csv_value(points: pd.DataFrame, point: int, column: str) -> float | None:
     return float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else None
 
 
+MAX_BOOTSTRAP_REQUESTS = 5000  # per point: larger points are resampled from a seeded subset
+
+
 def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd.DataFrame:
     """One row per (other run, matched point, metric): A, B, B − A, its interval and verdict.
     CompareError when fewer than two runs or no point matches."""
@@ -75,13 +78,13 @@ def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd
         raise CompareError("use at least 100 bootstrap resamples")
     rng = np.random.default_rng(opts.seed)
     base = runs[0]
-    base_samples = run_samples(base)
+    base_samples = run_samples(base, MAX_BOOTSTRAP_REQUESTS)
     rows = []
     for other in runs[1:]:
         pairs = matched_points(base.points, other.points)
         if not pairs:
             raise CompareError(f"no point of {other.name} matches a point of {base.name} by (mode, load)")
-        other_samples = run_samples(other)
+        other_samples = run_samples(other, MAX_BOOTSTRAP_REQUESTS)
         for mode, load, pa, pb in pairs:
             sa, sb = base_samples.get(pa), other_samples.get(pb)
             for metric in opts.metrics:

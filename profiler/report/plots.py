@@ -241,10 +241,10 @@ def write_figures(figures: dict[str, Figure | None], out_dir: Path) -> dict[str,
 
 def write_plots(run_dir: str | Path, hosted: list[HostedLine] | None = None) -> list[Path]:
     """Read a run folder, write its plots into RUN_DIR/plots/, return the written files."""
-    from profiler.report.samples import run_samples
+    from profiler.report.samples import REPORT_SAMPLE_REQUESTS, run_samples
     from profiler.runread import load_run, read_telemetry
 
     run = load_run(run_dir)
     tel = read_telemetry(run.path)
-    figs = build_figures(run.points, tel, run.facts, run_samples(run), hosted or [])
+    figs = build_figures(run.points, tel, run.facts, run_samples(run, max_requests=REPORT_SAMPLE_REQUESTS), hosted or [])
     return list(write_figures(figs, run.path / "plots").values())

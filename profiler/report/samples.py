@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from profiler import metrics as m
 from profiler.pointview import PointView
 from profiler.runread import Run, point_rows
 
+# The report's distributions draw at most this many requests of a point (a seeded subset).
+REPORT_SAMPLE_REQUESTS = 50_000
 # Metrics measured once per request (seconds), as in points.csv.
 REQUEST_METRICS = ("ttft", "itl_token", "tpot", "e2e")
 # Per-chunk metric: gaps between content chunks, grouped by request.
@@ -36,22 +39,29 @@ class PointSamples:
     itl_groups: int = 0
     out_tokens: np.ndarray = field(default_factory=lambda: np.empty(0))  # per window request
     arrival_gap_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # per window request
+    subsampled: bool = False  # the arrays hold a seeded random subset of the point's requests
 
     @property
     def n(self) -> int:
         return len(self.out_tokens)
 
 
-def point_samples(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, warmup_frac: float) -> PointSamples:
+def point_samples(facts: dict, req: pd.DataFrame, chunks, warmup_frac: float,
+                  max_requests: int | None = None) -> PointSamples:
     """Samples of one point from its own requests/chunks rows (pure)."""
-    return samples_of(PointView.build(facts, req, chunks, warmup_frac))
+    return samples_of(PointView.build(facts, req, chunks, warmup_frac), max_requests)
 
 
-def samples_of(v: PointView) -> PointSamples:
+def samples_of(v: PointView, max_requests: int | None = None) -> PointSamples:
     """The view's samples: request-level metrics of the successful requests sent inside the steady
-    window, in send order; ITL of the chunk gaps of every successful request (as points.csv)."""
+    window, in send order; ITL of the chunk gaps of every successful request (as points.csv).
+
+    With `max_requests`, a point with more requests than that keeps a seeded random subset of them
+    (the same subset for the request metrics and for ITL): a bootstrap's cost grows with the units
+    it resamples, and a few thousand requests bound its interval well (`subsampled` says so)."""
     ps = PointSamples(point=v.point, mode=v.mode, load=v.load)
-    keep = v.in_window
+    keep = _subset(v.in_window, max_requests, v.point)
+    ps.subsampled = bool(keep.sum() < v.in_window.sum())
     order = np.argsort(v.send_ns[keep], kind="stable")
     ps.per_request = {k: np.asarray(v.per[k], float)[keep][order] for k in REQUEST_METRICS}
     ps.out_tokens = np.asarray(v.per["out_tokens"], float)[keep][order]
@@ -60,14 +70,37 @@ def samples_of(v: PointView) -> PointSamples:
     sent = v.send_ns[keep][order]
     prev = np.searchsorted(all_send, sent, side="left") - 1
     ps.arrival_gap_s = np.where(prev >= 0, (sent - all_send[np.maximum(prev, 0)]) / 1e9, np.nan)
-    ok_ids = np.unique(v.request[v.ok])
+    itl_ok = _subset(v.ok, max_requests, v.point)
+    ok_ids = np.unique(v.request[itl_ok])
     if v.gaps_s.size:
-        ps.itl_values = v.gaps_s
-        ps.itl_group = np.searchsorted(ok_ids, v.gap_request)
+        mine = v.chunks.runs_of(v.request, itl_ok) if ps.subsampled else None
+        gaps, gap_req = (v.gaps_s, v.gap_request) if mine is None else _gaps_of_runs(v, mine)
+        ps.itl_values = gaps
+        ps.itl_group = np.searchsorted(ok_ids, gap_req)
         ps.itl_groups = int(ok_ids.size)
     return ps
 
 
-def run_samples(run: Run) -> dict[int, PointSamples]:
+def _subset(mask: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """`mask`, or a seeded random `limit` of its True entries when it has more."""
+    if limit is None or mask.sum() <= limit:
+        return mask
+    chosen = np.random.default_rng(seed).choice(np.flatnonzero(mask), size=limit, replace=False)
+    out = np.zeros_like(mask)
+    out[chosen] = True
+    return out
+
+
+def _gaps_of_runs(v: PointView, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk gaps (and their request ids) of the selected runs only."""
+    c = v.chunks
+    per_chunk = np.repeat(runs, c.run_len)
+    starts = np.r_[0, np.cumsum(c.run_len[runs])[:-1]]
+    t = c.t_ns[per_chunk]
+    return m.run_gaps(t, starts), np.repeat(c.run_request[runs], c.run_len[runs] - 1)
+
+
+def run_samples(run: Run, max_requests: int | None = None) -> dict[int, PointSamples]:
     """PointSamples of every point of a run, keyed by point index."""
-    return {int(f["point"]): point_samples(f, r, c, run.warmup_frac) for f, r, c in point_rows(run.path, run.facts)}
+    return {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests)
+            for f, r, c in point_rows(run.path, run.facts)}

@@ -102,7 +102,11 @@ class Estimate:
         return self.n if self.samples < 0 else self.samples
 
 
-def _latency(ps: PointSamples, base: str, stat: str, b: int, rng: np.random.Generator) -> Estimate:
+def _latency(ps: PointSamples, base: str, stat: str, b: int, rng: np.random.Generator,
+             value_ms: float | None = None) -> Estimate:
+    """Value and replicates (ms). On a subsample (`ps.subsampled`) the replicates are shifted by
+    the full point's value (`value_ms`, from points.csv) minus the subsample's: their spread is
+    that of the smaller sample, so the interval is wider than the full sample's, never narrower."""
     if base in CHUNK_METRICS:
         vals, groups, n = ps.itl_values, ps.itl_group, ps.itl_groups
     else:
@@ -118,7 +122,10 @@ def _latency(ps: PointSamples, base: str, stat: str, b: int, rng: np.random.Gene
     for size in _batches(b, sv.size):
         counts = resample_counts(n, size, rng)
         reps.append(weighted_stat(sv, counts[:, sg], stat) * 1e3)
-    return Estimate(value, np.concatenate(reps), n, int(vals.size))
+    replicates = np.concatenate(reps)
+    if ps.subsampled and value_ms is not None and math.isfinite(value_ms):
+        replicates, value = replicates + (value_ms - value), value_ms
+    return Estimate(value, replicates, n, int(vals.size))
 
 
 def _throughput(ps: PointSamples, b: int, rng: np.random.Generator, value: float | None) -> Estimate:
@@ -140,12 +147,13 @@ def _throughput(ps: PointSamples, b: int, rng: np.random.Generator, value: float
 
 def bootstrap_metric(ps: PointSamples, metric: str, b: int, rng: np.random.Generator,
                      value: float | None = None) -> Estimate:
-    """Value and bootstrap replicates of `metric` for one point. `value` (throughput only) is the
-    points.csv figure the replicates are scaled around."""
+    """Value and bootstrap replicates of `metric` for one point. `value` is the points.csv figure:
+    throughput replicates are scaled around it, and a subsampled point's latency replicates are
+    shifted to it."""
     base, stat = parse_metric(metric)
     if base == "output_tok_per_s":
         return _throughput(ps, b, rng, value)
-    return _latency(ps, base, stat, b, rng)
+    return _latency(ps, base, stat, b, rng, value)
 
 
 @dataclass(frozen=True)
