@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class PointView:
     end_ns: np.ndarray
     scheduled_ns: np.ndarray
     cols: Mapping[str, np.ndarray]  # REQUEST_ARRAYS
-    per: Mapping[str, np.ndarray]  # out_tokens, ttft, e2e, itl_token, tpot, itl (longest chunk gap), s
+    per: Mapping[str, np.ndarray]  # out_tokens, ttft, e2e, itl_token, tpot (s)
     prompt_tokens: np.ndarray  # usage.prompt_tokens when reported, else the tokens asked for
     start_ns: int  # the steady window
     stop_ns: int
@@ -50,6 +51,11 @@ class PointView:
     def gaps_s(self) -> np.ndarray:
         """Chunk gaps of successful requests (the per-chunk ITL), grouped by request."""
         return self.chunks.gaps_s
+
+    @cached_property
+    def longest_gap_s(self) -> np.ndarray:
+        """Each request's longest chunk gap (s): its value for an `itl` SLO (NaN: under two chunks)."""
+        return self.chunks.longest_gap(self.request)
 
     @property
     def gap_request(self) -> np.ndarray:
@@ -106,7 +112,6 @@ class PointView:
                                                        ("out_tokens", "ttft", "e2e", "itl_token", "tpot")}
         start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
         runs = ChunkRuns.build(chunks, rid[error == ""], rid, per["out_tokens"], cols["n_content_chunks"])
-        per = dict(per, itl=runs.longest_gap(rid))
         usage_prompt = cols["usage_prompt_tokens"]
         return cls(
             point=int(facts["point"]), mode=str(facts.get("mode", "")), load=float(facts.get("load", math.nan)),

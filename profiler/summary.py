@@ -112,7 +112,10 @@ def slo_verdict(v: PointView, row: dict, slos: dict[str, float]) -> dict:
     """goodput_* (requests meeting every SLO, see profiler.slo) and slo_met / slo_failed."""
     if not slos:
         return dict(slo_met="", slo_failed="")
-    good = v.ok & slo_rules.requests_meeting(v.per, slos)
+    per_request = dict(v.per)
+    if any(name.rpartition("_")[0] == "itl" for name in slos):
+        per_request["itl"] = v.longest_gap_s  # computed only when an `itl` SLO asks for it
+    good = v.ok & slo_rules.requests_meeting(per_request, slos)
     met, failed = slo_rules.evaluate_row(row, slos)
     out = dict(slo_met=met, slo_failed=";".join(failed))
     if v.window_s > 0:

@@ -3,7 +3,8 @@ writer (`profiler.runfolder.RunWriter`), for the scale figures in benchmarks/sca
 
     python3 benchmarks/scale/make_run.py 1000000 /tmp/run-1m --tokens 256 --points 10
 
-Timings are realistic for a closed loop: each point runs `--concurrency` streams; a request's
+Timings are realistic for a closed loop: point p of P runs round(C·(p+1)/P) streams (a sweep up
+to C = `--concurrency`); a request's
 TTFT is lognormal around 50 ms, its chunk gaps gamma-distributed around 10 ms with a rare stall,
 and a few requests fail. Requests are generated and written in batches, so memory stays flat.
 """
@@ -71,12 +72,13 @@ def make_run(n: int, out: Path, tokens: int = 256, points: int = 1, concurrency:
     t0 = 10**12
     for p in range(points):
         count = min(per_point, n - p * per_point)
+        load = max(1, round(concurrency * (p + 1) / points))  # a sweep up to --concurrency
         start = t0
         for first in range(0, count, BATCH):
-            req, ch = _batch(p, first, min(BATCH, count - first), tokens, concurrency, start, rng)
+            req, ch = _batch(p, first, min(BATCH, count - first), tokens, load, start, rng)
             writer.add_records(p, req, ch)
-        end = start + (count // concurrency + 1) * 3000 * MS + 10_000 * MS
-        rf.append_point_facts(out, {"point": p, "mode": "concurrency", "load": concurrency, "workers": 1,
+        end = start + (count // load + 1) * 3000 * MS + 10_000 * MS
+        rf.append_point_facts(out, {"point": p, "mode": "concurrency", "load": load, "workers": 1,
                                     "start_ns": start, "stop_ns": 0, "end_ns": end,
                                     "client": {"cpu_frac_max_worker": 0.3, "lag_p99_ms": 0.1}})
         t0 = end + 1000 * MS

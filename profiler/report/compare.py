@@ -60,7 +60,10 @@ def _csv_value(points: pd.DataFrame, point: int, column: str) -> float | None:
     return float(v.iloc[0]) if len(v) and pd.notna(v.iloc[0]) else None
 
 
-MAX_BOOTSTRAP_REQUESTS = 5000  # per point: larger points are resampled from a seeded subset
+# Per point, larger samples are bootstrapped from a seeded subset of whole requests: the cost of
+# B resamples grows with the values resampled (ITL holds every chunk gap of every request).
+MAX_BOOTSTRAP_REQUESTS = 2000
+MAX_BOOTSTRAP_GAPS = 10_000
 
 
 def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd.DataFrame:
@@ -78,13 +81,13 @@ def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd
         raise CompareError("use at least 100 bootstrap resamples")
     rng = np.random.default_rng(opts.seed)
     base = runs[0]
-    base_samples = run_samples(base, MAX_BOOTSTRAP_REQUESTS)
+    base_samples = run_samples(base, MAX_BOOTSTRAP_REQUESTS, MAX_BOOTSTRAP_GAPS)
     rows = []
     for other in runs[1:]:
         pairs = matched_points(base.points, other.points)
         if not pairs:
             raise CompareError(f"no point of {other.name} matches a point of {base.name} by (mode, load)")
-        other_samples = run_samples(other, MAX_BOOTSTRAP_REQUESTS)
+        other_samples = run_samples(other, MAX_BOOTSTRAP_REQUESTS, MAX_BOOTSTRAP_GAPS)
         for mode, load, pa, pb in pairs:
             sa, sb = base_samples.get(pa), other_samples.get(pb)
             for metric in opts.metrics:

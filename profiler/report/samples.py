@@ -47,21 +47,23 @@ class PointSamples:
 
 
 def point_samples(facts: dict, req: pd.DataFrame, chunks, warmup_frac: float,
-                  max_requests: int | None = None) -> PointSamples:
+                  max_requests: int | None = None, max_gaps: int | None = None) -> PointSamples:
     """Samples of one point from its own requests/chunks rows (pure)."""
-    return samples_of(PointView.build(facts, req, chunks, warmup_frac), max_requests)
+    return samples_of(PointView.build(facts, req, chunks, warmup_frac), max_requests, max_gaps)
 
 
-def samples_of(v: PointView, max_requests: int | None = None) -> PointSamples:
+def samples_of(v: PointView, max_requests: int | None = None, max_gaps: int | None = None) -> PointSamples:
     """The view's samples: request-level metrics of the successful requests sent inside the steady
     window, in send order; ITL of the chunk gaps of every successful request (as points.csv).
 
     With `max_requests`, a point with more requests than that keeps a seeded random subset of them
     (the same subset for the request metrics and for ITL): a bootstrap's cost grows with the units
-    it resamples, and a few thousand requests bound its interval well (`subsampled` says so)."""
+    it resamples, and a few thousand requests bound its interval well (`subsampled` says so).
+    `max_gaps` bounds the ITL sample the same way, by whole requests, as it holds every chunk gap."""
     ps = PointSamples(point=v.point, mode=v.mode, load=v.load)
     keep = _subset(v.in_window, max_requests, v.point)
-    ps.subsampled = bool(keep.sum() < v.in_window.sum())
+    gaps = v.chunks.size - v.chunks.run_len.size
+    ps.subsampled = bool(keep.sum() < v.in_window.sum()) or max_gaps is not None and gaps > max_gaps
     order = np.argsort(v.send_ns[keep], kind="stable")
     ps.per_request = {k: np.asarray(v.per[k], float)[keep][order] for k in REQUEST_METRICS}
     ps.out_tokens = np.asarray(v.per["out_tokens"], float)[keep][order]
@@ -70,15 +72,25 @@ def samples_of(v: PointView, max_requests: int | None = None) -> PointSamples:
     sent = v.send_ns[keep][order]
     prev = np.searchsorted(all_send, sent, side="left") - 1
     ps.arrival_gap_s = np.where(prev >= 0, (sent - all_send[np.maximum(prev, 0)]) / 1e9, np.nan)
-    itl_ok = _subset(v.ok, max_requests, v.point)
+    itl_ok = _subset(v.ok, _itl_requests(v, max_requests, max_gaps), v.point)
     ok_ids = np.unique(v.request[itl_ok])
-    if v.gaps_s.size:
+    if v.chunks.size > v.chunks.run_len.size:  # some request has two chunks or more: there are gaps
         mine = v.chunks.runs_of(v.request, itl_ok) if ps.subsampled else None
         gaps, gap_req = (v.gaps_s, v.gap_request) if mine is None else _gaps_of_runs(v, mine)
         ps.itl_values = gaps
         ps.itl_group = np.searchsorted(ok_ids, gap_req)
         ps.itl_groups = int(ok_ids.size)
     return ps
+
+
+def _itl_requests(v: PointView, max_requests: int | None, max_gaps: int | None) -> int | None:
+    """How many successful requests the ITL sample may hold."""
+    gaps = v.chunks.size - v.chunks.run_len.size
+    if max_gaps is None or gaps <= max_gaps:
+        return max_requests
+    per_request = gaps / max(1, int(v.ok.sum()))
+    by_gaps = max(1, int(max_gaps / per_request))
+    return by_gaps if max_requests is None else min(max_requests, by_gaps)
 
 
 def _subset(mask: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -100,7 +112,7 @@ def _gaps_of_runs(v: PointView, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return m.run_gaps(t, starts), np.repeat(c.run_request[runs], c.run_len[runs] - 1)
 
 
-def run_samples(run: Run, max_requests: int | None = None) -> dict[int, PointSamples]:
+def run_samples(run: Run, max_requests: int | None = None, max_gaps: int | None = None) -> dict[int, PointSamples]:
     """PointSamples of every point of a run, keyed by point index."""
-    return {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests)
+    return {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests, max_gaps)
             for f, r, c in point_rows(run.path, run.facts)}
