@@ -279,7 +279,9 @@ def render_compare(runs: list[Run], table: pd.DataFrame, cfg: pd.DataFrame, pngs
                                              for j, c in enumerate(cells)) + "</tr>")
     method = (f"Bootstrap percentile {opts.level:.0%} intervals of B − A from the per-request samples "
               f"({opts.resamples} resamples, seed {opts.seed}; requests resampled, ITL chunk gaps kept with their "
-              f"request). A verdict only where the interval excludes 0, the difference is at least "
+              f"request; a point of more than {MAX_BOOTSTRAP_REQUESTS:,} requests or {MAX_BOOTSTRAP_GAPS:,} chunk gaps is "
+              f"resampled from a seeded subset of its requests, re-centred on the full point's value, which "
+              f"only widens its interval). A verdict only where the interval excludes 0, the difference is at least "
               f"{opts.min_effect:.0%} of A, and each run has enough samples for the percentile. Latencies in ms, "
               "throughput in output tokens/s. The interval covers sampling noise within a run, not run-to-run "
               "drift of the machine: repeat runs before trusting a small difference.")
