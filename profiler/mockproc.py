@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from profiler.errors import UserError
+
 
 class MockProcess:
     """`with MockProcess(["--preset", "tiny-cpu"]) as m: m.url` — stopped on exit, always."""
@@ -38,7 +40,7 @@ class MockProcess:
                 err = (self.proc.stderr.read() or "").strip().splitlines()
                 err = err[-1] if err else ""
             self.stop()
-            raise RuntimeError(f"mock server did not start: {err or text or 'no answer in time'}")
+            raise UserError(f"mock server did not start: {err or text or 'no answer in time'}")
         self.port = int(text.split()[1])
         # Keep draining its pipes so a chatty server never blocks on a full pipe.
         for stream in (self.proc.stdout, self.proc.stderr):
