@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from profiler import runfolder as rf
 from profiler.chunkruns import ChunkColumns, runs_of_rows
 from profiler.errors import UserError
+from profiler.scratch import scratch
 
 # points.csv columns that hold True/False ("" when not evaluated, e.g. slo_met without an SLO).
 FLAG_COLUMNS = ("steady", "slo_met", "trusted")
@@ -107,7 +108,10 @@ def load_run(run_dir: str | Path) -> Run:
 def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, object]]:
     """(facts, requests rows, content chunks) of each point, in the order of `facts`. In the
     appended layout only one point's files are read at a time, so memory follows the largest
-    point, not the run; a folder of the old layout (one file each) is read once."""
+    point, not the run; a folder of the old layout (one file each) is read once.
+
+    A point's chunk times are read into a reused buffer (profiler.scratch): use each point before
+    asking for the next one (iterate; never list() this generator)."""
     run_dir = Path(run_dir)
     if appended(run_dir):
         for f in facts:
@@ -138,7 +142,7 @@ def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColum
     frame = pa.concat_tables(requests).to_pandas() if requests else pd.DataFrame()
     pairs = [(chunk_files[f.name], req) for f, req in zip(req_files, requests, strict=True) if f.name in chunk_files]
     total = sum(pq.ParquetFile(path).metadata.num_rows for path, _ in pairs)
-    t = np.empty(total, np.int64)  # one allocation: each file's times are copied into place
+    t = scratch("point-chunk-times", total, np.int64)  # each file's times are copied into place
     tokens, run_req, run_len, pos = [], [], [], 0
     for path, req in pairs:
         t_file, tok, rr, rl = _chunk_file(path, req)

@@ -19,6 +19,6 @@ def scratch(name: str, n: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     buf = _BUFFERS.get(name)
     if buf is None or buf.dtype != dtype or buf.size < n:
-        buf = np.empty(max(n, 1), dtype)
+        buf = np.empty(max(n + n // 4, 1), dtype)  # headroom: the next point is rarely the same size
         _BUFFERS[name] = buf
     return buf[:n]
