@@ -171,19 +171,27 @@ class RunWriter:
     `point-PPPPP-NNNN.parquet`, telemetry to `part-NNNNN.parquet`. Each file is written under a
     hidden temporary name and renamed, so a reader never sees half a file. A point is finished
     once its line is in points.jsonl (written last).
+
+    Several processes may append to the same point (the sweep's recorders, one per load-generator
+    worker): each gives its writer its own `tag`, and its parts are `point-PPPPP-TAG-NNNN.parquet`.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, tag: str = ""):
         self.run_dir = Path(run_dir)
+        self.tag = f"{tag}-" if tag else ""
         self._parts: dict[tuple[str, int], int] = {}
         self._telemetry_parts = 0
 
     def _next(self, folder: str, point: int) -> Path:
-        n = self._parts.get((folder, point), 0)
-        self._parts[(folder, point)] = n + 1
         d = self.run_dir / folder
         d.mkdir(exist_ok=True)
-        return d / f"point-{point:05d}-{n:04d}.parquet"
+        n = self._parts.get((folder, point), 0)
+        path = d / f"point-{point:05d}-{self.tag}{n:04d}.parquet"
+        while path.exists():  # never overwrite a part (bounded: the folder holds finitely many)
+            n += 1
+            path = d / f"point-{point:05d}-{self.tag}{n:04d}.parquet"
+        self._parts[(folder, point)] = n + 1
+        return path
 
     def add_records(self, point: int, requests: pa.Table, chunks: pa.Table) -> None:
         """Append a batch of finished requests and their chunks (sorted here by request, time)."""
