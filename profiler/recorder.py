@@ -1,36 +1,37 @@
 """Records leave the worker processes while a point runs: a spool file per worker, a recorder per worker.
 
-Worker side (the hot loop): `Spool.add(rid, scheduled_ns, raw)` appends each finished stream, as it
-finishes, to the worker's spool as one binary frame, in one write() (no fsync, no parsing, no
-pickling of per-chunk objects). The RawStream is then dropped, so a worker's memory does not grow
+Worker side (the hot loop): `Spool.add(rid, scheduled_ns, raw)` queues each finished stream as it
+finishes (one append: no encoding, no write, no parsing in the loop). A writer thread of the worker,
+at Linux SCHED_IDLE, encodes each as one binary frame and appends it to the worker's spool, one
+write() per stream, no fsync. The RawStream is then dropped, so a worker's memory does not grow
 with the length of the point. A spool is a series of segment files of about `SEGMENT_BYTES`: the
 recorder deletes each one once it is parsed and the worker has moved on to the next, so the disk
 (and the page cache: most segments go before their pages are ever written back) holds only the
 backlog. Freeing parsed bytes in place instead (fallocate PUNCH_HOLE) stalled the worker's write()
-for up to 24 ms: on ext4 the punch writes back and locks the file the worker appends to.
+for up to 24 ms: on ext4 the punch writes back and locks the file being appended to.
 
 Recorder side: one process per worker (`RecorderPool`), started with the workers and reused by every
-point. While the point runs, a thread at Linux SCHED_IDLE (it only gets a core nobody else wants)
-tails the spool: every `FLUSH_S` it parses the new frames with the codec, exactly as the worker did
-after the load before (`parse_streams`), and appends them to the run folder
-(`RunWriter.add_records`, parts named by worker). When the point's workers have all returned, the
-recorder's main thread (normal priority: the load is over) parses what is left, deletes the spool
-and answers with a `RecordSummary`. A crash loses only the finished requests of the last few
-seconds; the spool segments of a point that never finished stay in `.spool/` of the run folder.
+point. While the point runs, a thread at SCHED_IDLE (it only gets a core nobody else wants) tails
+the spool: every `FLUSH_S` it parses the new frames with the codec, exactly as the worker did after
+the load before (`parse_streams`), and appends them to the run folder (`RunWriter.add_records`,
+parts named by worker). When the point's workers have all returned, the recorder's main thread
+(normal priority: the load is over) parses what is left, deletes the spool and answers with a
+`RecordSummary`. A crash loses only the requests finished in the last few seconds; the spool
+segments of a point that never finished stay in `.spool/` of the run folder.
 
-Frame layout (little-endian): `_HEAD` (magic, frame length, request id, scheduled/send/headers/end
-ns, status, chunked, counts and lengths), then recv_ns (int64 each), the length of each recv()
-piece (uint32 each), the response head bytes, error, error detail (UTF-8), and the received bytes
-joined. A frame cut by a crash is recognised by its length and ignored.
+Frame: `_HEAD` (magic, payload length), then the stream's fields and its recv() times and pieces in
+one `marshal` payload (one C call each way; read back by the interpreter that wrote it). A frame cut
+by a crash is recognised by its length and ignored.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import struct
 import threading
 import time
-from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +43,10 @@ FLUSH_S = float(os.environ.get("INFERPROF_RECORD_FLUSH_S", "2.0"))
 READ_BYTES = 8 << 20  # spool bytes read per step: bounds a recorder's memory
 PART_BYTES = 32 << 20  # spool bytes parsed into one part at most (a part's rows stay bounded)
 SEGMENT_BYTES = 16 << 20  # a worker starts a new spool segment after this many bytes
+WRITE_EVERY_S = 0.01  # a worker's spool writer wakes this often to write what finished
 
-_MAGIC = b"IPS1"
-_HEAD = struct.Struct("<4sQqqqqqiBIIIIIQ")
-# magic, frame length, rid, scheduled, send, headers, end, status, chunked, n recv_ns, n pieces,
-# head length, error length, detail length, body length
+_MAGIC = b"IPS2"
+_HEAD = struct.Struct("<4sQ")  # magic, length of the marshal payload that follows
 
 
 def spool_path(run_dir: str | os.PathLike, point: int, worker: int) -> Path:
@@ -61,53 +61,33 @@ def segment(spool: str | os.PathLike, k: int) -> str:
 # -- frames ------------------------------------------------------------------------------------
 
 def encode_frame(rid: int, scheduled_ns: int, raw: RawStream) -> bytes:
-    """One finished stream as bytes. gRPC responses (messages, not bytes) are serialized here."""
+    """One finished stream as bytes: one C call (marshal) for every field and the recv() pieces.
+    gRPC responses (messages, not bytes) are serialized first."""
     pieces = raw.recv_bytes
     if pieces and not isinstance(pieces[0], bytes | bytearray):
         pieces = [p if isinstance(p, bytes | bytearray) else p.SerializeToString() for p in pieces]
-    ns = array("q", raw.recv_ns)
-    lens = array("I", map(len, pieces))
-    body = b"".join(pieces)
-    head, err = raw.header_bytes, raw.error.encode()
-    detail = raw.error_detail.encode("utf-8", "replace")
-    total = _HEAD.size + 8 * len(ns) + 4 * len(lens) + len(head) + len(err) + len(detail) + len(body)
-    return b"".join((
-        _HEAD.pack(_MAGIC, total, rid, scheduled_ns, raw.send_ns, raw.headers_ns, raw.end_ns, raw.status,
-                   raw.chunked, len(ns), len(lens), len(head), len(err), len(detail), len(body)),
-        ns, lens, head, err, detail, body))
+    payload = marshal.dumps((rid, scheduled_ns, raw.send_ns, raw.headers_ns, raw.end_ns, raw.status, raw.chunked,
+                             raw.header_bytes, raw.recv_ns, pieces, raw.error, raw.error_detail))
+    return _HEAD.pack(_MAGIC, len(payload)) + payload
 
 
 def decode_frame(buf: memoryview, pos: int) -> tuple[tuple[int, int, RawStream] | None, int]:
     """The frame at `pos` as (request id, scheduled_ns, RawStream) and where the next one starts;
-    (None, bytes the frame needs) when `buf` holds only part of it."""
+    (None, bytes the frame needs) when `buf` holds only part of it. Frames are read by the
+    interpreter that wrote them (marshal's format is Python's own)."""
     if len(buf) - pos < _HEAD.size:
         return None, _HEAD.size
-    (magic, total, rid, sched, send, headers, end, status, chunked, n_ns, n_pieces, n_head, n_err,
-     n_detail, n_body) = _HEAD.unpack_from(buf, pos)
+    magic, n = _HEAD.unpack_from(buf, pos)
     if magic != _MAGIC:
         raise ValueError(f"spool damaged at frame byte {pos}")
-    if len(buf) - pos < total:
-        return None, total
-    p = pos + _HEAD.size
-    ns = array("q")
-    ns.frombytes(buf[p:p + 8 * n_ns])
-    p += 8 * n_ns
-    lens = array("I")
-    lens.frombytes(buf[p:p + 4 * n_pieces])
-    p += 4 * n_pieces
-    head = bytes(buf[p:p + n_head])
-    p += n_head
-    err = bytes(buf[p:p + n_err]).decode()
-    p += n_err
-    detail = bytes(buf[p:p + n_detail]).decode("utf-8", "replace")
-    p += n_detail
-    pieces = []
-    for k in lens:
-        pieces.append(bytes(buf[p:p + k]))
-        p += k
-    raw = RawStream(send_ns=send, headers_ns=headers, end_ns=end, status=status, chunked=bool(chunked),
-                    header_bytes=head, recv_ns=ns.tolist(), recv_bytes=pieces, error=err, error_detail=detail)
-    return (rid, sched, raw), pos + total
+    end = pos + _HEAD.size + n
+    if len(buf) < end:
+        return None, _HEAD.size + n
+    (rid, sched, send, headers, end_ns, status, chunked, head, recv_ns, pieces, err,
+     detail) = marshal.loads(buf[pos + _HEAD.size:end])
+    raw = RawStream(send_ns=send, headers_ns=headers, end_ns=end_ns, status=status, chunked=chunked,
+                    header_bytes=head, recv_ns=recv_ns, recv_bytes=pieces, error=err, error_detail=detail)
+    return (rid, sched, raw), end
 
 
 def decode_frames(data: bytes) -> tuple[list[tuple[int, int, RawStream]], int]:
@@ -123,37 +103,82 @@ def decode_frames(data: bytes) -> tuple[list[tuple[int, int, RawStream]], int]:
 
 
 class Spool:
-    """A worker's spool for one point: one append per finished stream, to segment files of about
-    SEGMENT_BYTES. Thread-safe (the threads transport and gRPC finish streams on many threads)."""
+    """A worker's spool for one point: finished streams, one frame each, in segment files of about
+    SEGMENT_BYTES.
+
+    `add()` is all the load loop does per finished stream: one append to a queue. A writer thread
+    at SCHED_IDLE (it runs when the worker's core would otherwise idle) encodes each stream and
+    writes it, one write() per stream. Encoding and writing in the loop itself cost 30-60 us per
+    stream, and in a closed loop many streams end together: the first chunks of their successors
+    then waited behind those writes (benchmarks/scale/SOAK.md). Thread-safe: the threads transport
+    and gRPC finish streams on many threads."""
 
     def __init__(self, stem: str | os.PathLike):
         self.stem = str(stem)
         self.k = 0
         self.fd = self._open(0)
         self.size = 0  # bytes in the current segment
-        self.lock = threading.Lock()
-        self.frames = 0
+        self.queue: deque[tuple[int, int, RawStream]] = deque()
+        self.written = 0
+        self.error = ""
+        self._lock = threading.Lock()  # one writer at a time: the thread, or close()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="inferprof-spool")
+        self._thread.start()
+
+    def add(self, rid: int, scheduled_ns: int, raw: RawStream) -> None:
+        self.queue.append((rid, scheduled_ns, raw))
+
+    @property
+    def frames(self) -> int:
+        """Streams handed to the spool so far."""
+        return self.written + len(self.queue)
 
     def _open(self, k: int) -> int:
         return os.open(segment(self.stem, k), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def add(self, rid: int, scheduled_ns: int, raw: RawStream) -> None:
-        frame = encode_frame(rid, scheduled_ns, raw)
+    def _run(self) -> None:
+        _idle_priority()
+        while not self._stop.wait(WRITE_EVERY_S):
+            try:
+                self._write_queued(self._stop)
+            except OSError as e:  # close() reports it
+                self.error = f"spool: {type(e).__name__}: {e}"
+                return
+
+    def _write_queued(self, stop: threading.Event | None = None) -> None:
+        with self._lock:
+            for _ in range(len(self.queue)):  # bounded: what is queued now
+                if stop is not None and stop.is_set():
+                    return
+                rid, sched, raw = self.queue.popleft()
+                self._write(encode_frame(rid, sched, raw))
+
+    def _write(self, frame: bytes) -> None:
         view = memoryview(frame)
-        with self.lock:
-            while view:  # bounded: each write() advances or raises
-                view = view[os.write(self.fd, view):]
-            self.frames += 1
-            self.size += len(frame)
-            if self.size >= SEGMENT_BYTES:  # the next segment exists only once this one is whole
-                fd = self._open(self.k + 1)
-                os.close(self.fd)
-                self.fd, self.k, self.size = fd, self.k + 1, 0
+        while view:  # bounded: each write() advances or raises
+            view = view[os.write(self.fd, view):]
+        self.written += 1
+        self.size += len(frame)
+        if self.size >= SEGMENT_BYTES:  # the next segment exists only once this one is whole
+            fd = self._open(self.k + 1)
+            os.close(self.fd)
+            self.fd, self.k, self.size = fd, self.k + 1, 0
 
     def close(self) -> None:
-        if self.fd >= 0:
+        """After the load: what is still queued is written here; raises if writing failed."""
+        self._stop.set()
+        self._thread.join(60.0)  # it stops between two streams
+        if self.fd < 0:
+            return
+        try:
+            if not self.error and not self._thread.is_alive():
+                self._write_queued()
+        finally:
             os.close(self.fd)
             self.fd = -1
+        if self.error or self._thread.is_alive():
+            raise OSError(self.error or "spool writer did not stop")
 
 
 # -- parsing -----------------------------------------------------------------------------------

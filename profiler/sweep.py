@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -214,9 +213,9 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, Path], spec: SweepSpec, ta
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
     recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
-    spooled = sum(_size(j.spool) for j in jobs)
-    # Bounded: what a recorder has left is parsed at well over 1 MB/s.
-    recorded = recorders.finish(record_jobs, timeout_s=120 + spooled / 1e6)
+    # Bounded: what the recorders have left is parsed at well over 1 MB/s.
+    backlog = sum(p.stat().st_size for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
+    recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
     lags = [x for res in results for x in res.lag_us]
     cpu = [res.cpu_s / res.wall_s for res in results if res.wall_s > 0]
     ends = [r.max_end_ns for r in recorded if r.max_end_ns]
@@ -231,17 +230,12 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, Path], spec: SweepSpec, ta
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
         },
-        "recorder": {
+        "recorder": {  # how the records reached the run folder (profiler/recorder.py)
             "parts": sum(r.parts for r in recorded),
-            "spool_bytes": spooled,
+            "spool_bytes": sum(r.bytes for r in recorded),
+            "backlog_bytes_at_end": backlog,
             "flush_lag_max_s": max((r.flush_lag_s for r in recorded), default=0.0),
         },
     }
     return facts, results, recorded
 
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

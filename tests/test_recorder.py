@@ -75,6 +75,24 @@ def test_grpc_messages_are_spooled_as_their_bytes():
     assert item[2].recv_bytes == [b"proto", b"proto"]
 
 
+def test_triton_grpc_responses_parse_the_same_after_the_spool():
+    service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2")
+    from backends.triton.grpc_codec import parse_grpc_stream
+
+    msgs = []
+    for text, final in ((b"hello ", False), (b"world", False), (None, True)):
+        r = service_pb2.ModelInferResponse(model_name="m", id="r1")
+        if text is not None:
+            r.outputs.add(name="text_output", datatype="BYTES", shape=[1])
+            r.raw_output_contents.append(len(text).to_bytes(4, "little") + text)
+        r.parameters["triton_final_response"].bool_param = final
+        msgs.append(r)
+    raw = RawStream(send_ns=1, headers_ns=10, end_ns=30, status=200, recv_ns=[10, 20, 30], recv_bytes=msgs)
+    (item,), _ = rec.decode_frames(rec.encode_frame(5, 1, raw))
+    assert parse_grpc_stream(item[2]) == parse_grpc_stream(raw)
+    assert parse_grpc_stream(item[2]).text == "hello world"
+
+
 def test_spooled_point_equals_parsing_in_the_worker(mock, tmp_path):
     """The same streams give the same rows whether parsed in the worker or by a recorder."""
     job = _job(mock)
