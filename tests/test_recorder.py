@@ -208,3 +208,43 @@ def test_sweep_killed_mid_point_keeps_what_was_flushed(mock, tmp_path):
     assert not (run_dir / "points.jsonl").exists()  # the point never finished
     # requests that finished after the last flush are still in the spool, not lost from it
     assert list((run_dir / rec.SPOOL_DIR).glob("point-00000-w*.bin"))
+
+
+def _children_named(pid: int, prefix: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            comm = Path(f"/proc/{d}/comm").read_text().strip()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and comm.startswith(prefix):
+            out.append(int(d))
+    return out
+
+
+def test_recorder_that_dies_is_reported_and_finished_points_kept(mock, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profiler.cli", "sweep", "--url", mock.url, "--concurrency", "4,4",
+         "--duration", "4s", "--input-tokens", "16", "--output-tokens", "12", "--tokenizer", TOKENIZER,
+         "--out", str(tmp_path), "--no-report", "--no-telemetry"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not list(tmp_path.glob("*/points.jsonl")):
+            time.sleep(0.1)
+        recorders = _children_named(proc.pid, "inferprof-rec")
+        assert recorders, "no recorder process found"
+        for pid in recorders:
+            os.kill(pid, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, err
+    assert "recording failed at point 1" in err and "Traceback" not in err
+    run_dir = next(tmp_path.iterdir())
+    points = pd.read_csv(run_dir / "points.csv")
+    assert points.loc[0, "requests"] > 0
