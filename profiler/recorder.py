@@ -138,7 +138,7 @@ class Spool:
         return os.open(segment(self.stem, k), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def _run(self) -> None:
-        _idle_priority()
+        idle_priority()
         while not self._stop.wait(WRITE_EVERY_S):
             try:
                 self._write_queued(self._stop)
@@ -380,7 +380,7 @@ class Tail:
 
     def follow(self, stop: threading.Event) -> None:
         """While the point runs: every FLUSH_S, parse what is new and append it as a part."""
-        _idle_priority()
+        idle_priority()
         try:
             while not stop.wait(FLUSH_S):
                 for _ in range(self._steps()):  # bounded: what is written now
@@ -449,7 +449,7 @@ def name_process(name: str) -> None:
         pass
 
 
-def _idle_priority() -> None:
+def idle_priority() -> None:
     """This thread only runs on a core nobody else wants (Linux SCHED_IDLE; else the lowest nice)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

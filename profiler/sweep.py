@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from profiler import runfolder as rf
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
-from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, spool_path
+from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, idle_priority, spool_path
 from profiler.spec import SweepSpec
 from workloads.arrivals import arrival_offsets
 from workloads.lengths import parse_length
 from workloads.requests import RequestSpec, build_requests
 
 DURATION_POOL = 2000  # distinct requests cycled through in --duration mode
+TELEMETRY_FLUSH_S = 10.0  # while a point runs, its telemetry samples are written this often
 
 
 def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
@@ -84,7 +86,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                                          total=spec.requests_for(load) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 facts, results, recorded = _measure_point(
-                    (pool, recorders, run_dir), spec, target, codec, requests, payloads, i, load, live,
+                    (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
                     telemetry, page)
                 n = _record_point(writer, facts, recorded, telemetry)
                 points = summarize_run(run_dir)
@@ -126,13 +128,43 @@ def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
-    facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
+    with _TelemetryFlush(telemetry, pools[2]):
+        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     hist = _server_ttft_hist(before, control.scrape(page) if page else None)
     if hist:
         facts["server_ttft_hist"] = hist
     return facts, results, recorded
+
+
+class _TelemetryFlush:
+    """While a point runs, its telemetry goes to disk every TELEMETRY_FLUSH_S from a SCHED_IDLE
+    thread of the parent (pages parsed there, on a core nobody else wants), so the parent's memory
+    does not grow with the point's length either. Stopped before the point's end is recorded."""
+
+    def __init__(self, telemetry, writer: rf.RunWriter):
+        self.telemetry, self.writer = telemetry, writer
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="inferprof-telemetry-flush")
+
+    def _run(self) -> None:
+        idle_priority()
+        while not self.stop.wait(TELEMETRY_FLUSH_S):
+            try:
+                self.writer.add_samples(self.telemetry.drain())
+            except Exception:  # telemetry never stops a sweep: what is left is drained at the end
+                return
+
+    def __enter__(self) -> _TelemetryFlush:
+        if self.telemetry is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(60.0)  # one drain at most (the add_samples below must not overlap it)
 
 
 def _record_point(writer: rf.RunWriter, facts: dict, recorded, telemetry) -> int:
@@ -175,9 +207,10 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _run_point(pools: tuple[WorkerPool, RecorderPool, Path], spec: SweepSpec, target: Target, codec, requests,
-               payloads, point: int, load, on_progress=None):
-    pool, recorders, run_dir = pools
+def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
+               requests, payloads, point: int, load, on_progress=None):
+    pool, recorders, writer = pools
+    run_dir = writer.run_dir
     n = len(requests)
     k = max(1, min(len(pool), spec.workers or default_workers(spec.mode, load)))
     start_ns = time.perf_counter_ns() + START_MARGIN_NS
