@@ -10,6 +10,11 @@ two appends; nothing else competes for the interpreter while the point runs, bec
 deferred until the load ends. Streams are spread across worker processes so no single
 interpreter is the bottleneck. Every loop is bounded: by the request count or the duration, and
 each request by its deadline.
+
+Where finished streams go: in a sweep, each is appended as it ends to the worker's spool file
+(`profiler.recorder.Spool`: one write, no parsing), which a recorder process parses into the run
+folder while the point runs, so a worker's memory stays flat however long the point. Without a
+spool (`PointJob.spool` empty) they are kept and parsed after the load into the WorkerResult.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from backends.codec import Codec, OwnTransportCodec, Payload, Transport
 from backends.http1 import Endpoint
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
-from backends.records import ERR_CANCELLED, ERR_TIMEOUT, RawStream, RequestRecord
+from backends.records import RawStream, RequestRecord
+from profiler.recorder import Batch, RecordJob, Spool, name_process, parse_streams
 from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
@@ -58,6 +64,7 @@ class PointJob:
     drain_s: float = 30.0  # duration mode: how long in-flight requests may finish after stop_ns
     tokenizer_path: str = ""
     transport: str = "epoll"  # "epoll" (one loop per worker) | "threads" (one thread per stream)
+    spool: str = ""  # append finished streams to this file (profiler.recorder) instead of keeping them
 
 
 @dataclass
@@ -72,6 +79,7 @@ class WorkerResult:
     wall_s: float = 0.0
     lag_us: list[int] = field(default_factory=list)
     threads: int = 0
+    spooled: int = 0  # streams appended to the job's spool
     error: str = ""
 
 
@@ -84,7 +92,7 @@ def _sleep_until(t_ns: int) -> None:
 _PROGRESS: tuple = ()  # (shared array, worker slot) in a worker process: requests finished so far
 
 
-def _lag_probe(stop: threading.Event, out: list[int], raws: list) -> None:
+def _lag_probe(stop: threading.Event, out: list[int], keep: _Keep) -> None:
     """How late a sleeping thread wakes: the delay a stream thread's timestamp can suffer.
 
     It also publishes the finished-request count for the parent's progress display (one writer).
@@ -98,12 +106,40 @@ def _lag_probe(stop: threading.Event, out: list[int], raws: list) -> None:
         out.append((perf() - due) // 1000)
         i += 1
         if _PROGRESS and i % 20 == 0:
-            _PROGRESS[0][_PROGRESS[1]] = len(raws)
+            _PROGRESS[0][_PROGRESS[1]] = keep.count
+
+
+class _Keep:
+    """Where a finished stream goes: `keep.add(request id, scheduled_ns, raw)`."""
+
+    def __init__(self, job: PointJob):
+        self.spool = Spool(job.spool) if job.spool else None
+        self.raws: list[tuple[int, int, RawStream]] = []
+        self.add = self.spool.add if self.spool is not None else self._append
+
+    def _append(self, rid: int, scheduled_ns: int, raw: RawStream) -> None:
+        self.raws.append((rid, scheduled_ns, raw))
+
+    @property
+    def count(self) -> int:
+        return self.spool.frames if self.spool is not None else len(self.raws)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
 
 def run_job(job: PointJob) -> WorkerResult:
-    """Run one worker's share of a point, then parse what was recorded."""
-    raws: list[tuple[int, int, RawStream]] = []  # (request id, scheduled_ns, raw)
+    """Run one worker's share of a point: finished streams go to the job's spool, or are parsed
+    after the load when it has none."""
+    keep = _Keep(job)
+    try:
+        return _run_job(job, keep)
+    finally:
+        keep.close()
+
+
+def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
     lag: list[int] = []
     # A garbage collection walks every list of recorded chunks: milliseconds with nobody reading
     # the sockets. Nothing cyclic is made while the load runs, so collect after it instead.
@@ -113,18 +149,20 @@ def run_job(job: PointJob) -> WorkerResult:
     wall0 = time.perf_counter_ns()
     if job.transport == "threads" or isinstance(job.codec, OwnTransportCodec):
         stop_probe = threading.Event()
-        probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, raws), daemon=True)
+        probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, keep), daemon=True)
         probe.start()
-        nthreads = _run_closed(job, raws) if job.arrivals_ns is None else _run_open(job, raws)
+        nthreads = _run_closed(job, keep) if job.arrivals_ns is None else _run_open(job, keep)
         stop_probe.set()
         probe.join(1.0)
     else:
-        nthreads = _run_mux(job, raws, lag)
+        nthreads = _run_mux(job, keep, lag)
     cpu = time.process_time() - cpu0
     wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
     gc.enable()
-    result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads)
-    _parse_all(job, raws, result)
+    result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads,
+                          spooled=keep.count if keep.spool is not None else 0)
+    if keep.raws:
+        _parse_all(job, keep.raws, result)
     return result
 
 
@@ -205,7 +243,7 @@ class _OpenFeed(Feed):
         return self.i >= len(self.arr)
 
 
-def _run_mux(job: PointJob, raws: list, lag: list[int]) -> int:
+def _run_mux(job: PointJob, keep: _Keep, lag: list[int]) -> int:
     """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
     time per iteration (µs): how late a timestamp taken in that iteration can be."""
     closed = job.arrivals_ns is None
@@ -213,11 +251,13 @@ def _run_mux(job: PointJob, raws: list, lag: list[int]) -> int:
     if closed and (not job.requests or job.streams <= 0):
         return 0
 
+    add = keep.add
+
     def done(item: Item, raw: RawStream) -> None:
-        raws.append((item.rid, item.sched_ns or raw.send_ns, raw))
+        add(item.rid, item.sched_ns or raw.send_ns, raw)
         feed.finished(item)
         if _PROGRESS:
-            _PROGRESS[0][_PROGRESS[1]] = len(raws)
+            _PROGRESS[0][_PROGRESS[1]] = keep.count
 
     max_conns = job.streams if closed else job.max_in_flight
     mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
@@ -230,7 +270,7 @@ def _run_mux(job: PointJob, raws: list, lag: list[int]) -> int:
     return 1
 
 
-def _run_closed(job: PointJob, raws: list) -> int:
+def _run_closed(job: PointJob, keep: _Keep) -> int:
     n = len(job.requests)
     if n == 0 or job.streams <= 0:
         return 0
@@ -257,7 +297,7 @@ def _run_closed(job: PointJob, raws: list) -> int:
                 rid = job.requests[k].index + (i // n) * job.total_specs
                 raw = RawStream()
                 conn.stream(job.payloads[k], raw, _deadline(job, now))
-                raws.append((rid, raw.send_ns, raw))
+                keep.add(rid, raw.send_ns, raw)
         finally:
             conn.close()
 
@@ -268,7 +308,7 @@ def _run_closed(job: PointJob, raws: list) -> int:
     return len(threads)
 
 
-def _run_open(job: PointJob, raws: list) -> int:
+def _run_open(job: PointJob, keep: _Keep) -> int:
     q: queue.SimpleQueue = queue.SimpleQueue()
     lock = threading.Lock()
     state = {"in_flight": 0}
@@ -285,7 +325,7 @@ def _run_open(job: PointJob, raws: list) -> int:
                 k, sched = item
                 raw = RawStream()
                 conn.stream(job.payloads[k], raw, _deadline(job, sched))
-                raws.append((job.requests[k].index, sched, raw))
+                keep.add(job.requests[k].index, sched, raw)
                 with lock:
                     state["in_flight"] -= 1
         finally:
@@ -321,72 +361,19 @@ def _join_all(threads: list[threading.Thread], job: PointJob) -> None:
         t.join(max(0.0, limit - time.monotonic()))
 
 
-_TOKENIZERS: dict[str, object] = {}
-
-
-def _tokenizer(path: str):
-    if not path:
-        return None
-    if path not in _TOKENIZERS:
-        from workloads.prompts import load_tokenizer
-
-        _TOKENIZERS[path] = load_tokenizer(path)
-    return _TOKENIZERS[path]
-
-
 def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
-    tok = _tokenizer(job.tokenizer_path)
-    by_index = {r.index: r for r in job.requests}
-    cancel_after = job.stop_ns + int(job.drain_s * 1e9) if job.stop_ns else 0
-    for rid, sched, raw in raws:
-        spec = by_index[rid % job.total_specs]
-        p = job.codec.parse(raw)
-        error = p.error
-        if error == ERR_TIMEOUT and cancel_after and raw.end_ns >= cancel_after:
-            error = ERR_CANCELLED
-        client_tokens = tok.count(p.text) if (tok is not None and p.text) else -1
-        result.records.append(RequestRecord(
-            point=job.point, request=rid, worker=job.worker, scheduled_ns=sched,
-            send_ns=raw.send_ns, headers_ns=raw.headers_ns,
-            first_event_ns=p.event_ns[0] if p.event_ns else 0,
-            first_content_ns=p.content_ns[0] if p.content_ns else 0,
-            last_content_ns=p.content_ns[-1] if p.content_ns else 0,
-            end_ns=raw.end_ns, status=raw.status, error=error, error_detail=p.error_detail,
-            input_tokens=spec.input_tokens, input_exact=spec.input_exact, max_tokens=spec.max_tokens,
-            usage_prompt_tokens=-1 if p.usage_prompt_tokens is None else p.usage_prompt_tokens,
-            usage_completion_tokens=-1 if p.usage_completion_tokens is None else p.usage_completion_tokens,
-            client_output_tokens=client_tokens, n_events=len(p.event_ns), n_content_chunks=len(p.content_ns),
-            bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
-        ))
-        _add_events(result, rid, p)
-
-
-def _add_events(result: WorkerResult, rid: int, p) -> None:
-    """Every event of the stream, content-bearing ones flagged with their tokens. Content events are
-    a subsequence of all events; where times tie (one recv), which tied row carries the flag does
-    not change any figure."""
-    content, tokens = p.content_ns, p.content_tokens
-    j = 0
-    for t in p.event_ns:
-        result.chunk_request.append(rid)
-        result.chunk_t_ns.append(t)
-        if j < len(content) and content[j] == t:
-            result.chunk_tokens.append(tokens[j])
-            result.chunk_content.append(True)
-            j += 1
-        else:
-            result.chunk_tokens.append(-1)
-            result.chunk_content.append(False)
-    for k in range(j, len(content)):  # a codec that does not list content events among all events
-        result.chunk_request.append(rid)
-        result.chunk_t_ns.append(content[k])
-        result.chunk_tokens.append(tokens[k])
-        result.chunk_content.append(True)
+    """Parse the streams kept in memory (no spool) into the result."""
+    out = Batch()
+    parse_streams(RecordJob.of(job), raws, out)
+    result.records = out.records
+    result.chunk_request, result.chunk_t_ns = out.chunk_request, out.chunk_t_ns
+    result.chunk_tokens, result.chunk_content = out.chunk_tokens, out.chunk_content
 
 
 def _worker_main(pipe: Pipe, worker: int, progress) -> None:
     global _PROGRESS
     _PROGRESS = (progress, worker)
+    name_process(f"inferprof-w{worker}")
     # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
     sys.setswitchinterval(0.0005)
     pipe.send("ready")  # imports are done: a point's start time can now be met

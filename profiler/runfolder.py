@@ -173,20 +173,29 @@ class RunWriter:
     `point-PPPPP-NNNN.parquet`, telemetry to `part-NNNNN.parquet`. Each file is written under a
     hidden temporary name and renamed, so a reader never sees half a file. A point is finished
     once its line is in points.jsonl (written last).
+
+    Several processes may append to the same point (the sweep's recorders, one per load-generator
+    worker): each gives its writer its own `tag`, and its parts are `point-PPPPP-TAG-NNNN.parquet`.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, tag: str = ""):
         self.run_dir = Path(run_dir)
+        self.tag = f"{tag}-" if tag else ""
         self._batches: dict[int, int] = {}
         self._telemetry_parts = 0
 
     def _batch_paths(self, point: int) -> tuple[Path, Path]:
-        """The next batch's requests and chunks files: the same name in both folders."""
-        n = self._batches.get(point, 0)
-        self._batches[point] = n + 1
-        name = f"point-{point:05d}-{n:04d}.parquet"
+        """The next batch's requests and chunks files: the same name in both folders, never one
+        that exists (bounded: the folders hold finitely many)."""
         for folder in (REQUESTS, CHUNKS):
             (self.run_dir / folder).mkdir(exist_ok=True)
+        n = self._batches.get(point, 0)
+        while True:
+            name = f"point-{point:05d}-{self.tag}{n:04d}.parquet"
+            if not (self.run_dir / REQUESTS / name).exists() and not (self.run_dir / CHUNKS / name).exists():
+                break
+            n += 1
+        self._batches[point] = n + 1
         return self.run_dir / REQUESTS / name, self.run_dir / CHUNKS / name
 
     def add_records(self, point: int, requests: pa.Table, chunks: pa.Table) -> None:

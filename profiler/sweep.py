@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,17 +14,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
-from backends.records import ERR_CONNECT
 from profiler import runfolder as rf
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
+from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, idle_priority, spool_path
 from profiler.spec import SweepSpec
 from workloads.arrivals import arrival_offsets
 from workloads.lengths import parse_length
 from workloads.requests import RequestSpec, build_requests
 
 DURATION_POOL = 2000  # distinct requests cycled through in --duration mode
+TELEMETRY_FLUSH_S = 10.0  # while a point runs, its telemetry samples are written this often
 
 
 def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
@@ -68,6 +70,11 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
     writer = rf.RunWriter(run_dir)
     pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
+    try:
+        recorders = RecorderPool(len(pool))  # one per worker: records reach disk while a point runs
+    except BaseException:
+        pool.close()
+        raise
     points = pd.DataFrame()
     try:
         _start_telemetry(telemetry, pricing, manifest, run_dir)
@@ -78,17 +85,20 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 task = progress.add_task(_label(spec, i, load),
                                          total=spec.requests_for(load) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
-                facts, results = _measure_point(pool, spec, target, codec, requests, payloads, i, load,
-                                                len(pool), live, telemetry, page)
-                n = _record_point(writer, facts, results, telemetry)
+                facts, results, recorded = _measure_point(
+                    (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
+                    telemetry, page)
+                n = _record_point(writer, facts, recorded, telemetry)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
                 progress.update(task, completed=n, total=n)
                 if on_point:
                     on_point(points.iloc[-1])
-                _stop_if_broken(results, i, target, run_dir)
+                _stop_if_broken(results, recorded, i, target, run_dir)
     finally:
+        recorders.close()
         pool.close()
+        _remove_empty(run_dir / SPOOL_DIR)
         _finish(telemetry, writer, manifest, run_dir)
     return run_dir, points
 
@@ -113,40 +123,79 @@ def _start_telemetry(telemetry, pricing, manifest: dict, run_dir: Path) -> None:
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _measure_point(pool, spec, target, codec, requests, payloads, i, load, workers, live, telemetry, page):
+def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page):
     """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
-    facts, results = _run_point(pool, spec, target, codec, requests, payloads, i, load, workers, live)
+    with _TelemetryFlush(telemetry, pools[2]):
+        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     hist = _server_ttft_hist(before, control.scrape(page) if page else None)
     if hist:
         facts["server_ttft_hist"] = hist
-    return facts, results
+    return facts, results, recorded
 
 
-def _record_point(writer: rf.RunWriter, facts: dict, results, telemetry) -> int:
-    """Write the point's requests, chunks, telemetry and raw facts; returns its request count."""
-    records = [r for res in results for r in res.records]
-    columns = ("chunk_request", "chunk_t_ns", "chunk_tokens", "chunk_content")
-    chunks = [[x for res in results for x in getattr(res, c)] for c in columns]
-    writer.add_point(facts, rf.records_table(records),
-                     rf.chunks_table([facts["point"]] * len(chunks[0]), *chunks))
+class _TelemetryFlush:
+    """While a point runs, its telemetry goes to disk every TELEMETRY_FLUSH_S from a SCHED_IDLE
+    thread of the parent (pages parsed there, on a core nobody else wants), so the parent's memory
+    does not grow with the point's length either. Stopped before the point's end is recorded."""
+
+    def __init__(self, telemetry, writer: rf.RunWriter):
+        self.telemetry, self.writer = telemetry, writer
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="inferprof-telemetry-flush")
+
+    def _run(self) -> None:
+        idle_priority()
+        while not self.stop.wait(TELEMETRY_FLUSH_S):
+            try:
+                self.writer.add_samples(self.telemetry.drain())
+            except Exception:  # telemetry never stops a sweep: what is left is drained at the end
+                return
+
+    def __enter__(self) -> _TelemetryFlush:
+        if self.telemetry is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(60.0)  # one drain at most (the add_samples below must not overlap it)
+
+
+def _record_point(writer: rf.RunWriter, facts: dict, recorded, telemetry) -> int:
+    """Close the point: its telemetry, then its raw facts (last: the point is finished once they
+    are in points.jsonl). Its requests and chunks are on disk already (the recorders wrote them).
+    Returns its request count."""
     if telemetry is not None:
         writer.add_samples(telemetry.drain())
-    return len(records)
+    rf.append_point_facts(writer.run_dir, facts)
+    return sum(r.requests for r in recorded)
 
 
-def _stop_if_broken(results, i: int, target: Target, run_dir: Path) -> None:
+def _stop_if_broken(results, recorded, i: int, target: Target, run_dir: Path) -> None:
     errs = [res.error for res in results if res.error]
     if errs:
         raise SweepError(f"load generator failed at point {i}: {errs[0]}")
-    records = [r for res in results for r in res.records]
-    if records and all(r.error == ERR_CONNECT for r in records):
+    errs = [r.error for r in recorded if r.error]
+    if errs:
+        raise SweepError(f"recording failed at point {i}: {errs[0]}; unparsed records stay in "
+                         f"{run_dir / SPOOL_DIR}")
+    n = sum(r.requests for r in recorded)
+    if n and sum(r.connect_errors for r in recorded) == n:
         raise SweepError(f"server at {target.url} stopped answering at point {i}; "
                          f"{i} finished point(s) kept in {run_dir}")
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only when empty: the spools of a failed point stay
+    except OSError:
+        pass
 
 
 def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> None:
@@ -158,10 +207,12 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, requests, payloads, point: int,
-               load, max_workers: int, on_progress=None):
+def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
+               requests, payloads, point: int, load, on_progress=None):
+    pool, recorders, writer = pools
+    run_dir = writer.run_dir
     n = len(requests)
-    k = max(1, min(max_workers, spec.workers or default_workers(spec.mode, load)))
+    k = max(1, min(len(pool), spec.workers or default_workers(spec.mode, load)))
     start_ns = time.perf_counter_ns() + START_MARGIN_NS
     stop_ns = start_ns + int(spec.duration_s * 1e9) if spec.duration_s else 0
     cycle = spec.duration_s is not None
@@ -189,10 +240,18 @@ def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, request
     expected = (spec.duration_s or 0) + spec.request_timeout_s + 60
     if spec.mode == "rate":
         expected += n / float(load)
+    record_jobs = []
+    for job in jobs:
+        job.spool = str(spool_path(run_dir, point, job.worker))
+        record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
+    recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
+    # Bounded: what the recorders have left is parsed at well over 1 MB/s.
+    backlog = sum(p.stat().st_size for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
+    recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
     lags = [x for res in results for x in res.lag_us]
     cpu = [res.cpu_s / res.wall_s for res in results if res.wall_s > 0]
-    ends = [r.end_ns for res in results for r in res.records]
+    ends = [r.max_end_ns for r in recorded if r.max_end_ns]
     facts = {
         "point": point, "mode": spec.mode, "load": load, "workers": len(jobs), "start_ns": start_ns,
         "stop_ns": stop_ns, "end_ns": max(ends) if ends else time.perf_counter_ns(),
@@ -204,5 +263,12 @@ def _run_point(pool: WorkerPool, spec: SweepSpec, target: Target, codec, request
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
         },
+        "recorder": {  # how the records reached the run folder (profiler/recorder.py)
+            "parts": sum(r.parts for r in recorded),
+            "spool_bytes": sum(r.bytes for r in recorded),
+            "backlog_bytes_at_end": backlog,
+            "flush_lag_max_s": max((r.flush_lag_s for r in recorded), default=0.0),
+        },
     }
-    return facts, results
+    return facts, results, recorded
+
