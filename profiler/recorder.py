@@ -43,7 +43,8 @@ FLUSH_S = float(os.environ.get("INFERPROF_RECORD_FLUSH_S", "2.0"))
 READ_BYTES = 8 << 20  # spool bytes read per step: bounds a recorder's memory
 PART_BYTES = 32 << 20  # spool bytes parsed into one part at most (a part's rows stay bounded)
 SEGMENT_BYTES = 16 << 20  # a worker starts a new spool segment after this many bytes
-WRITE_EVERY_S = 0.01  # a worker's spool writer wakes this often to write what finished
+WRITE_EVERY_S = 0.01  # a worker's spool writer wakes this often to write what finished...
+WRITE_IDLE_S = 0.2  # ...backing off to this while nothing finishes
 
 _MAGIC = b"IPS2"
 _HEAD = struct.Struct("<4sQ")  # magic, length of the marshal payload that follows
@@ -139,12 +140,16 @@ class Spool:
 
     def _run(self) -> None:
         idle_priority()
-        while not self._stop.wait(WRITE_EVERY_S):
+        wait = WRITE_EVERY_S
+        while not self._stop.wait(wait):
+            queued = len(self.queue)
             try:
                 self._write_queued(self._stop)
             except OSError as e:  # close() reports it
                 self.error = f"spool: {type(e).__name__}: {e}"
                 return
+            # Few streams: wake less often (each wake costs the worker a little CPU).
+            wait = WRITE_EVERY_S if queued else min(2 * wait, WRITE_IDLE_S)
 
     def _write_queued(self, stop: threading.Event | None = None) -> None:
         with self._lock:
