@@ -36,7 +36,7 @@ from backends.http1 import Endpoint
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.records import RawStream, RequestRecord
-from profiler.recorder import Batch, RecordJob, Spool, name_process, parse_streams
+from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
 from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
@@ -448,16 +448,7 @@ class WorkerPool:
         return results
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join(2)
+        close_processes(self.pipes, self.procs)
 
 
 def split_closed(requests: list[RequestSpec], concurrency: int, workers: int) -> list[tuple[int, list[RequestSpec]]]:

@@ -585,14 +585,19 @@ class RecorderPool:
         return out
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            for _ in range(2):  # the first ends a point still being recorded, if any
-                try:
-                    pipe.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join(2)
+        close_processes(self.pipes, self.procs, stops=2)  # the first ends a point still being recorded
+
+
+def close_processes(pipes: list, procs: list, stops: int = 1) -> None:
+    """Ask each process to stop (`stops` None messages on its pipe), wait a bounded time, then kill."""
+    for pipe in pipes:
+        for _ in range(stops):
+            try:
+                pipe.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(2)

@@ -2,7 +2,7 @@
 
 Records are appended as files that are never rewritten (`RunWriter`); small files (manifest,
 points.csv) are replaced atomically (a temp file, then rename). A sweep that is interrupted or
-whose server dies keeps every point it finished. `write_table`/`write_samples` write the layout
+whose server dies keeps every point it finished. `write_table` writes the layout
 of earlier versions (one file each), which is still read.
 """
 
@@ -138,14 +138,6 @@ def write_table(path: Path, tables: list[pa.Table]) -> None:
     _atomic(path, lambda p: pq.write_table(table, p, compression="zstd"))
 
 
-def write_samples(run_dir: Path, samples: list) -> None:
-    """telemetry.parquet: a row per sample (t_ns, source, gpu, metric, value)."""
-    from profiler.telemetry import samples_frame
-
-    frame = samples_frame(samples)
-    _atomic(run_dir / TELEMETRY, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
-
-
 def write_points_csv(run_dir: Path, points: pd.DataFrame) -> None:
     _atomic(run_dir / POINTS_CSV, lambda p: points.to_csv(p, index=False, float_format="%.6g"))
 
@@ -215,10 +207,6 @@ class RunWriter:
         others = chunks.filter(pc.invert(content))
         if others.num_rows:
             _atomic(chunk_path.with_name("events" + chunk_path.name[len("point"):]), lambda p: write_chunks(others, p))
-
-    def add_point(self, facts: dict, requests: pa.Table, chunks: pa.Table) -> None:
-        self.add_records(int(facts["point"]), requests, chunks)
-        append_point_facts(self.run_dir, facts)
 
     def add_samples(self, samples: list) -> None:
         """Append telemetry samples; the folder exists once telemetry is on, even with no sample."""

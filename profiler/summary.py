@@ -113,7 +113,7 @@ def slo_verdict(v: PointView, row: dict, slos: dict[str, float]) -> dict:
     if not slos:
         return dict(slo_met="", slo_failed="")
     per_request = dict(v.per)
-    if any(name.rpartition("_")[0] == "itl" for name in slos):
+    if any(s.metric == "itl" for s in slo_rules.slo_list(slos)):
         per_request["itl"] = v.longest_gap_s  # computed only when an `itl` SLO asks for it
     good = v.ok & slo_rules.requests_meeting(per_request, slos)
     met, failed = slo_rules.evaluate_row(row, slos)

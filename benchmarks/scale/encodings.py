@@ -824,8 +824,12 @@ def run_today(folder: Path, layout: str, req: dict) -> dict:
     ch = chunks[chunks["request"].isin(ok_ids)]
     gaps = m.chunk_gaps(ch["request"], ch["t_ns"])
     st = m.stats(gaps)
-    chunk_tok = m.chunk_token_estimates(ch["request"], ch["tokens"], rid, req["usage"], pd.Series(req["n"]))
-    tokens = m.tokens_in_window(ch["t_ns"].to_numpy(np.int64), chunk_tok, req["start"], req["stop"])
+    # the engine before this study, as it was: per-chunk token estimates, then a masked sum
+    per_req = pd.Series(np.asarray(req["usage"], float) / np.maximum(np.asarray(req["n"]), 1), index=np.asarray(rid))
+    est = ch["request"].map(per_req).fillna(0.0).to_numpy()
+    chunk_tok = np.where(ch["tokens"].to_numpy() >= 0, ch["tokens"].to_numpy(), est)
+    t = ch["t_ns"].to_numpy(np.int64)
+    tokens = float(chunk_tok[(t >= req["start"]) & (t <= req["stop"])].sum())
     out = {"tokens_in_window": tokens, "n_gaps": int(gaps.size)}
     out.update({k: st[k] * 1e3 for k in STATS})
     return out
