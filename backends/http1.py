@@ -15,10 +15,13 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from backends.errors import BackendError
-from backends.records import ERR_HTTP, RawStream
+from backends.records import ERR_PROTOCOL, RawStream, http_error_class
 
 RECV_SIZE = 1 << 16  # bytes asked of each recv()
 MAX_HEAD = 65536  # a response head longer than this is an error, not something to wait for
+# A response body longer than this is a protocol error (a stream of 32k tokens with logprobs is
+# well under it): a hostile or broken server cannot make a worker keep bytes without bound.
+MAX_BODY = 256 << 20
 HEAD_END = b"\r\n\r\n"
 LAST_CHUNK = b"\r\n0\r\n\r\n"  # the CRLF ending the last data chunk, then the zero-size chunk
 EMPTY_CHUNKED = LAST_CHUNK[2:]  # a chunked body without data: only the zero-size chunk
@@ -48,6 +51,20 @@ def parse_url(url: str) -> Endpoint:
     except ValueError as e:
         raise BackendError(f"bad port in URL {url!r}") from e
     return Endpoint(parts.hostname, port, parts.path.rstrip("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a request may wait, by phase (seconds; 0 = no limit besides the request deadline).
+    The total (--request-timeout) is each request's own deadline."""
+
+    connect_s: float = 10.0  # for the TCP connection
+    ttft_s: float = 60.0  # from the send to the first response body byte
+    idle_s: float = 60.0  # between body bytes, once the first arrived
+
+    @staticmethod
+    def ns(seconds: float) -> int:
+        return int(seconds * 1e9) if seconds > 0 else 1 << 62
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -137,7 +154,7 @@ class BodyEnd:
     """Tells, one recv() at a time, whether a response body is complete. Cheap enough for the hot
     path: no bytes are kept but the last few of a chunked body."""
 
-    __slots__ = ("chunked", "until_close", "remaining", "tail", "done")
+    __slots__ = ("chunked", "until_close", "remaining", "tail", "done", "seen")
 
     def __init__(self, head: ResponseHead, first: bytes):
         """`first`: the body bytes that came with the head (maybe none); `done` says if that was all."""
@@ -145,10 +162,18 @@ class BodyEnd:
         self.until_close = not head.chunked and head.length < 0  # only the server's close ends it
         self.remaining = head.length  # Content-Length bytes still to come
         self.tail = b""  # chunked: the last len(LAST_CHUNK) bytes received (all of them while fewer)
+        self.seen = 0  # body bytes so far: past MAX_BODY the body ends (`too_long`)
         self.done = self.feed(first)
 
+    @property
+    def too_long(self) -> bool:
+        return self.seen > MAX_BODY
+
     def feed(self, data: bytes) -> bool:
-        """Count `data`, the next bytes of the body; True when the body is complete."""
+        """Count `data`, the next bytes of the body; True when the body is complete (or too long)."""
+        self.seen += len(data)
+        if self.seen > MAX_BODY:
+            return True
         if self.chunked:
             tail = data[-_TAIL:] if len(data) >= _TAIL else (self.tail + data)[-_TAIL:]
             self.tail = tail
@@ -162,16 +187,28 @@ class BodyEnd:
 
 def stale_keepalive(raw: RawStream, reused: bool) -> bool:
     """Whether a request that failed should be sent again on a fresh connection: it failed before
-    any response head, on a connection kept alive from an earlier request (the server had closed
-    the idle connection). Both transports resend a request once at most."""
-    return reused and not raw.headers_ns
+    any response byte (`header_bytes` holds a partial head when some came), on a connection kept
+    alive from an earlier request (the server had closed the idle connection). Both transports
+    resend a request once at most."""
+    return reused and not raw.headers_ns and not raw.header_bytes
 
 
 def mark_http_error(raw: RawStream) -> None:
-    """A complete response with a non-2xx status is an `http` error, with the start of its body."""
+    """A complete response with a non-2xx status is an http_4xx / http_429 / http_5xx error, with
+    its Retry-After (when sent) and the start of its body."""
     if not 200 <= raw.status < 300 and not raw.error:
-        raw.error = ERR_HTTP
-        raw.error_detail = f"HTTP {raw.status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"
+        raw.error = http_error_class(raw.status)
+        retry = header_value(raw.header_bytes, "retry-after")
+        retry = f" (Retry-After: {retry[:40]})" if retry else ""
+        body = b"".join(raw.recv_bytes[:4])[:200].decode("utf-8", "replace")
+        raw.error_detail = f"HTTP {raw.status}{retry}: {body}"
+
+
+def mark_too_long(raw: RawStream, body: BodyEnd) -> bool:
+    """A body past MAX_BODY ends the request with a protocol error; True when it did."""
+    if body.too_long and not raw.error:
+        raw.error, raw.error_detail = ERR_PROTOCOL, f"response body longer than {MAX_BODY >> 20} MiB"
+    return body.too_long
 
 
 def header_value(head: bytes, name: str) -> str:

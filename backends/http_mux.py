@@ -25,11 +25,23 @@ from backends.http1 import (
     BodyEnd,
     Endpoint,
     HeadError,
+    Timeouts,
     mark_http_error,
+    mark_too_long,
     stale_keepalive,
     take_head,
 )
-from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
+from backends.records import (
+    ERR_CANCELLED,
+    ERR_CLOSED,
+    ERR_CONNECT,
+    ERR_PROTOCOL,
+    ERR_TIMEOUT_CONNECT,
+    ERR_TIMEOUT_IDLE,
+    ERR_TIMEOUT_TOTAL,
+    ERR_TIMEOUT_TTFT,
+    RawStream,
+)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -93,10 +105,14 @@ class _Conn:
 class Mux:
     """One epoll loop driving up to `max_conns` keep-alive connections to one endpoint."""
 
-    def __init__(self, endpoint: Endpoint, max_conns: int, read_timeout_s: float, on_done):
+    def __init__(self, endpoint: Endpoint, max_conns: int, read_timeout_s: float, on_done,
+                 timeouts: Timeouts | None = None):
+        """`timeouts` per phase; without them every phase waits `read_timeout_s`."""
         self.endpoint = endpoint
         self.max_conns = max_conns
-        self.read_timeout_ns = int(read_timeout_s * 1e9)
+        t = timeouts or Timeouts(read_timeout_s, read_timeout_s, read_timeout_s)
+        self.timeouts = t
+        self._limits_ns = (Timeouts.ns(t.connect_s), Timeouts.ns(t.ttft_s), Timeouts.ns(t.idle_s))
         self.on_done = on_done
         self.ep = select.epoll()
         self.conns: dict[int, _Conn] = {}
@@ -173,13 +189,13 @@ class Mux:
         raw = RawStream(send_ns=now, end_ns=now, error=error, error_detail=detail)
         self.on_done(item, raw)
 
-    def _drop_connecting(self, c: _Conn, detail: str) -> None:
+    def _drop_connecting(self, c: _Conn, detail: str, error: str = ERR_CONNECT) -> None:
         """A connection that never connected: its request (if any) fails with a connect error."""
         item = c.item
         self._close(c)
         if item is not None:
             self.in_flight -= 1
-            self._fail_item(item, ERR_CONNECT, detail)
+            self._fail_item(item, error, detail)
 
     def _send(self, c: _Conn) -> None:
         c.raw = RawStream()
@@ -192,7 +208,7 @@ class Mux:
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as e:
-            self._end(c, ERR_CLOSED if c.reused else ERR_CONNECT, f"{type(e).__name__}: {e}", reusable=False)
+            self._end(c, _os_error_class(e), f"{type(e).__name__}: {e}", reusable=False)
             return
         if n < len(payload):
             c.out = payload[n:]
@@ -204,6 +220,8 @@ class Mux:
     def _end(self, c: _Conn, error: str, detail: str, reusable: bool) -> None:
         """The request on `c` ended (with `error`, or "" when its response arrived whole)."""
         raw, item = c.raw, c.item
+        if error and c.buf and not raw.headers_ns:
+            raw.header_bytes = c.buf  # part of a head came: the server answered, this is no stale connection
         if error and not c.retried and stale_keepalive(raw, c.reused) and self._resend(c):
             return
         if not raw.end_ns:
@@ -230,13 +248,17 @@ class Mux:
         return True
 
     def _finish(self, c: _Conn, reusable: bool) -> None:
-        """The response arrived whole: a non-2xx status still makes it an error."""
+        """The response arrived whole (or too long): a non-2xx status still makes it an error."""
+        if mark_too_long(c.raw, c.body):
+            reusable = False
         mark_http_error(c.raw)
         self._end(c, "", "", reusable)
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self, feed: Feed) -> None:
-        """Send what `feed` offers and read the responses until it is exhausted and none is left."""
+    def run(self, feed: Feed, should_stop=None) -> None:
+        """Send what `feed` offers and read the responses until it is exhausted and none is left.
+        `should_stop()`, asked at each deadline check, cancels every request in flight when true
+        (the feed must then offer no more)."""
         next_check = perf_counter_ns() + _CHECK_NS
         while True:
             now = perf_counter_ns()
@@ -250,6 +272,8 @@ class Mux:
             if now >= next_check:
                 next_check = now + _CHECK_NS
                 self._check_deadlines(now)
+                if should_stop is not None and should_stop():
+                    self.cancel_all("stopped before the response ended")
 
     @staticmethod
     def _poll_timeout_s(feed: Feed, now: int, next_check: int) -> float:
@@ -302,7 +326,7 @@ class Mux:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
-            self._end(c, ERR_CLOSED if c.reused else ERR_CONNECT, f"{type(e).__name__}: {e}", reusable=False)
+            self._end(c, _os_error_class(e), f"{type(e).__name__}: {e}", reusable=False)
             return
         t = perf_counter_ns()
         if not data:
@@ -367,18 +391,43 @@ class Mux:
             self._close(c)
 
     def _check_deadlines(self, now: int) -> None:
+        """Each request in flight against its deadline and the phase timeouts (every _CHECK_NS:
+        nothing of this runs per chunk). The first that passed names the failure."""
+        connect_ns, ttft_ns, idle_ns = self._limits_ns
+        for c in list(self.conns.values()):
+            item, raw = c.item, c.raw
+            if item is None:
+                continue
+            if raw is None:  # still connecting with a request waiting
+                if now - c.last_ns > connect_ns:
+                    self._drop_connecting(c, f"no connection in {self.timeouts.connect_s:g} s", ERR_TIMEOUT_CONNECT)
+            elif item.deadline_ns and now > item.deadline_ns:
+                self._end(c, ERR_TIMEOUT_TOTAL, "request deadline passed", reusable=False)
+            elif raw.recv_ns:
+                if now - raw.recv_ns[-1] > idle_ns:
+                    self._end(c, ERR_TIMEOUT_IDLE, f"no data for {self.timeouts.idle_s:g} s", reusable=False)
+            elif now - raw.send_ns > ttft_ns:
+                self._end(c, ERR_TIMEOUT_TTFT, f"no response body in {self.timeouts.ttft_s:g} s", reusable=False)
+
+    def cancel_all(self, detail: str) -> None:
+        """End every request in flight or waiting for a connection as cancelled."""
+        while self.ready:
+            self._fail_item(self.ready.popleft(), ERR_CANCELLED, detail)
         for c in list(self.conns.values()):
             if c.item is None:
                 continue
-            if c.raw is None:  # still connecting with a request waiting
-                if now - c.last_ns > self.read_timeout_ns:
-                    self._drop_connecting(c, "connect timed out")
-            elif c.item.deadline_ns and now > c.item.deadline_ns:
-                self._end(c, ERR_TIMEOUT, "request deadline passed", reusable=False)
-            elif now - c.last_ns > self.read_timeout_ns:
-                self._end(c, ERR_TIMEOUT, f"no data for {self.read_timeout_ns / 1e9:g} s", reusable=False)
+            if c.raw is None:
+                self._drop_connecting(c, detail, ERR_CANCELLED)
+            else:
+                c.retried = True  # no resend
+                self._end(c, ERR_CANCELLED, detail, reusable=False)
 
     def close(self) -> None:
         for c in list(self.conns.values()):
             self._close(c)
         self.ep.close()
+
+
+def _os_error_class(e: OSError) -> str:
+    """A socket error once connected: a refusal is `connect`, anything else a reset."""
+    return ERR_CONNECT if isinstance(e, ConnectionRefusedError) else ERR_CLOSED

@@ -21,20 +21,34 @@ from backends.http1 import (  # noqa: F401  (parse_url: profiler/cli.py and swee
     Endpoint,
     HeadError,
     ResponseHead,
+    Timeouts,
     mark_http_error,
+    mark_too_long,
     parse_url,
     stale_keepalive,
     take_head,
 )
-from backends.records import ERR_CLOSED, ERR_CONNECT, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
+from backends.records import (
+    ERR_CLOSED,
+    ERR_CONNECT,
+    ERR_PROTOCOL,
+    ERR_TIMEOUT_CONNECT,
+    ERR_TIMEOUT_IDLE,
+    ERR_TIMEOUT_TOTAL,
+    ERR_TIMEOUT_TTFT,
+    RawStream,
+)
 
 
 class Connection:
     """A keep-alive connection to one endpoint, reopened when the server closes it."""
 
-    def __init__(self, endpoint: Endpoint, connect_timeout: float = 10.0, read_timeout: float = 60.0):
+    def __init__(self, endpoint: Endpoint, connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 timeouts: Timeouts | None = None):
+        """`timeouts` per phase; without them `connect_timeout`, then `read_timeout` for each wait."""
         self.endpoint = endpoint
-        self.connect_timeout = connect_timeout
+        self.timeouts = timeouts or Timeouts(connect_timeout, read_timeout, read_timeout)
+        self.connect_timeout = self.timeouts.connect_s or None
         self.read_timeout = read_timeout
         self.sock: socket.socket | None = None
 
@@ -48,7 +62,6 @@ class Connection:
     def open(self) -> socket.socket:
         s = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.connect_timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.settimeout(self.read_timeout)
         self.sock = s
         return s
 
@@ -58,6 +71,11 @@ class Connection:
             reused = self.sock is not None
             try:
                 sock = self.sock or self.open()
+            except TimeoutError:
+                raw.send_ns = raw.end_ns = time.perf_counter_ns()
+                raw.error = ERR_TIMEOUT_CONNECT
+                raw.error_detail = f"no connection in {self.timeouts.connect_s:g} s"
+                return
             except OSError as e:
                 raw.send_ns = raw.end_ns = time.perf_counter_ns()
                 raw.error, raw.error_detail = ERR_CONNECT, f"{type(e).__name__}: {e}"
@@ -74,22 +92,35 @@ class Connection:
     def _exchange(self, sock: socket.socket, request: bytes, raw: RawStream, deadline_ns: int) -> bool:
         """One request and its response; True when the connection can be reused."""
         perf = time.perf_counter_ns
+        to = self.timeouts
         try:
             raw.send_ns = perf()
+            sock.settimeout(_wait_s(to.ttft_s, deadline_ns, raw.send_ns))
             sock.sendall(request)
             got = _read_head(sock.recv, raw, perf)
             if got is None:
                 return False
             head, body, t = got
-            return _read_body(sock.recv, raw, head, body, t, deadline_ns, perf)
+            return _read_body(sock, raw, head, body, t, deadline_ns, perf, to)
         except TimeoutError:
             raw.end_ns = perf()
-            raw.error, raw.error_detail = ERR_TIMEOUT, f"no data for {self.read_timeout:g} s"
+            if raw.end_ns >= deadline_ns:
+                raw.error, raw.error_detail = ERR_TIMEOUT_TOTAL, "request deadline passed"
+            elif raw.recv_ns:
+                raw.error, raw.error_detail = ERR_TIMEOUT_IDLE, f"no data for {to.idle_s:g} s"
+            else:
+                raw.error, raw.error_detail = ERR_TIMEOUT_TTFT, f"no response body in {to.ttft_s:g} s"
         except OSError as e:
             raw.end_ns = perf()
-            raw.error = ERR_CLOSED if raw.headers_ns else ERR_CONNECT
+            raw.error = ERR_CONNECT if isinstance(e, ConnectionRefusedError) else ERR_CLOSED
             raw.error_detail = f"{type(e).__name__}: {e}"
         return False
+
+
+def _wait_s(phase_s: float, deadline_ns: int, now_ns: int) -> float:
+    """A socket timeout: the phase's limit, cut to what is left of the request's deadline."""
+    left = max(0.001, (deadline_ns - now_ns) / 1e9)
+    return min(phase_s, left) if phase_s > 0 else left
 
 
 def _fail(raw: RawStream, t_ns: int, error: str, detail: str) -> None:
@@ -101,9 +132,14 @@ def _read_head(recv, raw: RawStream, perf) -> tuple[ResponseHead, bytes, int] | 
     """Receive until the response head is whole: (head, body bytes that came with it, arrival)."""
     buf = b""
     while True:
-        data = recv(RECV_SIZE)
+        try:
+            data = recv(RECV_SIZE)
+        except OSError:
+            raw.header_bytes = buf  # part of a head came: no stale keep-alive connection
+            raise
         t = perf()
         if not data:
+            raw.header_bytes = buf
             _fail(raw, t, ERR_CLOSED, "connection closed before response headers")
             return None
         buf += data
@@ -116,9 +152,12 @@ def _read_head(recv, raw: RawStream, perf) -> tuple[ResponseHead, bytes, int] | 
             return got[0], got[1], t
 
 
-def _read_body(recv, raw: RawStream, head: ResponseHead, body: bytes, t: int, deadline_ns: int, perf) -> bool:
+def _read_body(sock, raw: RawStream, head: ResponseHead, body: bytes, t: int, deadline_ns: int, perf,
+               timeouts: Timeouts) -> bool:
     """The hot path: one recv(), one timestamp, two appends until the body ends. True when the
-    connection can be reused."""
+    connection can be reused. The socket timeout is the TTFT limit until the first body byte and
+    the idle limit after it (set once, at the switch)."""
+    recv = sock.recv
     times = raw.recv_ns
     pieces = raw.recv_bytes
     if body:
@@ -126,6 +165,9 @@ def _read_body(recv, raw: RawStream, head: ResponseHead, body: bytes, t: int, de
         pieces.append(body)
     end = BodyEnd(head, body)
     done = end.done
+    idle_set = bool(body)
+    if idle_set and not done:
+        sock.settimeout(_wait_s(timeouts.idle_s, deadline_ns, t))
     while not done:
         data = recv(RECV_SIZE)
         t = perf()
@@ -138,8 +180,13 @@ def _read_body(recv, raw: RawStream, head: ResponseHead, body: bytes, t: int, de
         pieces.append(data)
         done = end.feed(data)
         if t > deadline_ns:
-            _fail(raw, t, ERR_TIMEOUT, "request deadline passed")
+            _fail(raw, t, ERR_TIMEOUT_TOTAL, "request deadline passed")
             return False
+        if not idle_set:
+            idle_set = True
+            sock.settimeout(_wait_s(timeouts.idle_s, deadline_ns, t))
     raw.end_ns = t
+    if mark_too_long(raw, end):
+        return False
     mark_http_error(raw)
     return not (head.close or end.until_close)

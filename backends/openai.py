@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from backends.errors import BackendError
 from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_HTTP, ERR_SERVER, ParsedStream, RawStream
+from backends.records import ERR_PROTOCOL, ERR_SERVER, HTTP_ERRORS, ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
@@ -69,7 +69,7 @@ class OpenAICodec:
 def parse_openai_stream(raw: RawStream) -> ParsedStream:
     """Read a recorded OpenAI-style SSE stream (chat or completions)."""
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    read = None if raw.error == ERR_HTTP else stream_events(raw, out, NOT_STREAMING)
+    read = None if raw.error in HTTP_ERRORS else stream_events(raw, out, NOT_STREAMING)
     if read is None:
         return out
     events, body = read
@@ -93,14 +93,19 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
         tokens_here = -1
         if isinstance(usage, dict):
             ct = usage.get("completion_tokens")
-            if isinstance(ct, int):
+            if isinstance(ct, int) and not isinstance(ct, bool):
                 tokens_here = ct - last_completion
                 last_completion = ct
                 out.usage_completion_tokens = ct
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
-        piece, has_content = _read_choices(obj.get("choices") or (), out)
+        try:
+            piece, has_content = _read_choices(obj.get("choices") or (), out)
+        except (TypeError, AttributeError):  # JSON, but not shaped like a chunk
+            if not out.error:
+                out.error, out.error_detail = ERR_PROTOCOL, f"event is not a completion chunk: {ev.data[:80]!r}"
+            continue
         if has_content:
             out.content_ns.append(ev.t_ns)
             out.content_tokens.append(tokens_here)
@@ -121,6 +126,8 @@ def _read_choices(choices, out: ParsedStream) -> tuple[str, bool]:
     without text); a finish_reason is noted in `out`."""
     piece = ""
     has_content = False
+    if not isinstance(choices, list | tuple):
+        raise TypeError("choices is not a list")
     for choice in choices:
         if choice.get("finish_reason"):
             out.finish_reason = str(choice["finish_reason"])

@@ -7,14 +7,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Error classes, kept short so they group well in tables.
-ERR_CONNECT = "connect"  # could not connect / connection refused
-ERR_TIMEOUT = "timeout"  # no byte for `read_timeout`, or the request exceeded its deadline
-ERR_CLOSED = "closed"  # server closed the connection before the response ended
-ERR_HTTP = "http"  # non-2xx status (the status is kept in `status`)
-ERR_PROTOCOL = "protocol"  # bytes that are not HTTP / SSE as expected
-ERR_SERVER = "server_error"  # an error object inside a 200 stream (Triton does this)
-ERR_CANCELLED = "cancelled"  # stopped by the end of the point (neither good nor bad)
+# Error classes: every failed request has exactly one, its detail kept in `error_detail`.
+ERR_CONNECT = "connect"  # the connection was refused or could not be made
+ERR_TIMEOUT_CONNECT = "timeout_connect"  # no connection within --connect-timeout
+ERR_TIMEOUT_TTFT = "timeout_ttft"  # no response body byte within --ttft-timeout of the send
+ERR_TIMEOUT_IDLE = "timeout_idle"  # a gap between body bytes longer than --idle-timeout
+ERR_TIMEOUT_TOTAL = "timeout_total"  # the request outlived --request-timeout
+ERR_HTTP_4XX = "http_4xx"  # a non-2xx status below 500 other than 429 (the status is kept in `status`)
+ERR_HTTP_429 = "http_429"  # rate limited (Retry-After, when sent, is in the detail)
+ERR_HTTP_5XX = "http_5xx"
+ERR_RESET = "reset"  # the server reset or closed the connection before the response ended
+ERR_PROTOCOL = "protocol"  # bytes that are not HTTP / SSE / JSON as expected
+ERR_SERVER = "server_error"  # an error object inside a 200 stream
+ERR_CANCELLED = "cancelled"  # stopped by the end of the point or the sweep (neither good nor bad)
+
+ERROR_CLASSES = (ERR_CONNECT, ERR_TIMEOUT_CONNECT, ERR_TIMEOUT_TTFT, ERR_TIMEOUT_IDLE, ERR_TIMEOUT_TOTAL,
+                 ERR_HTTP_4XX, ERR_HTTP_429, ERR_HTTP_5XX, ERR_RESET, ERR_PROTOCOL, ERR_SERVER)
+HTTP_ERRORS = frozenset((ERR_HTTP_4XX, ERR_HTTP_429, ERR_HTTP_5XX))
+CONNECT_ERRORS = frozenset((ERR_CONNECT, ERR_TIMEOUT_CONNECT))  # the server is not reachable at all
+
+# Names older run folders used; `error_class` maps them (their error_kinds column keeps them as
+# recorded, so their points.csv is reproduced unchanged).
+ERR_TIMEOUT = ERR_TIMEOUT_TOTAL  # kept for callers: a deadline is a total timeout
+ERR_CLOSED = ERR_RESET
+LEGACY_TIMEOUT, LEGACY_CLOSED, LEGACY_HTTP = "timeout", "closed", "http"
+
+
+def http_error_class(status: int) -> str:
+    """The class of a complete response with a non-2xx status."""
+    if status == 429:
+        return ERR_HTTP_429
+    return ERR_HTTP_5XX if status >= 500 else ERR_HTTP_4XX
+
+
+def error_class(error: str, status: int = 0, detail: str = "") -> str:
+    """The class of a recorded error, old names included ("" stays "": a success)."""
+    if error == LEGACY_HTTP:
+        return http_error_class(status)
+    if error == LEGACY_CLOSED:
+        return ERR_RESET
+    if error == LEGACY_TIMEOUT:
+        return ERR_TIMEOUT_TOTAL if "deadline" in detail else ERR_TIMEOUT_IDLE
+    return error
 
 
 @dataclass(slots=True)

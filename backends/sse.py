@@ -26,6 +26,9 @@ from backends.records import ERR_PROTOCOL, ParsedStream, RawStream
 # Two consecutive line endings (CRLF, lone CR or LF) = the blank line that ends an event.
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LINE_SPLIT = re.compile(rb"\r\n|\r|\n")
+_ENDS_EVENT = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)\Z")
+_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")  # a chunk size: 16 hex digits already exceed any body we keep
+MAX_EVENT = 16 << 20  # an SSE event longer than this is a protocol error (real events are < 100 kB)
 
 
 class SSEEvent(NamedTuple):
@@ -40,14 +43,14 @@ class Body(NamedTuple):
     recv_of: list[int]  # payload offset -> index of the recv() holding that byte, as segment table
     seg_starts: list[int]  # payload offsets where each segment of `recv_of` starts
     complete: bool  # chunked: the terminating zero-size chunk was seen; plain: always True
-    error: str
+    error: str  # "" or why the framing is malformed (one line)
 
 
 def dechunk(recv_bytes: list[bytes], chunked: bool) -> Body:
     """Join the recv() pieces of a body and remove chunked framing, keeping byte provenance.
 
     Provenance is kept as segments: payload bytes [seg_starts[k], seg_starts[k+1]) came from
-    recv() number recv_of[k]. Malformed framing gives error="protocol" with what was decoded.
+    recv() number recv_of[k]. Malformed framing gives `error` (why) with what was decoded before it.
     """
     seg_starts: list[int] = []
     recv_of: list[int] = []
@@ -77,12 +80,11 @@ def dechunk(recv_bytes: list[bytes], chunked: bool) -> Body:
         j = raw.find(b"\r\n", i)
         if j < 0:
             break
-        size_field = raw[i:j].split(b";", 1)[0].strip()
-        try:
-            size = int(size_field, 16)
-        except ValueError:
-            error = "protocol"
+        size_field = raw[i:min(j, i + 64)].split(b";", 1)[0].strip()
+        if j - i > 4096 or not _HEX.fullmatch(size_field):
+            error = f"malformed chunked framing: chunk size line {raw[i:min(j, i + 40)]!r}"
             break
+        size = int(size_field, 16)
         if size == 0:
             complete = True
             break
@@ -112,6 +114,8 @@ def iter_events(recv_ns: list[int], recv_bytes: list[bytes], chunked: bool) -> t
     events: list[SSEEvent] = []
     start = 0
     for m in _EVENT_END.finditer(data):
+        if m.start() - start > MAX_EVENT:
+            return events, body._replace(error=f"an SSE event longer than {MAX_EVENT >> 20} MiB")
         block = data[start : m.start()]
         last_byte = m.end() - 1
         start = m.end()
@@ -121,7 +125,14 @@ def iter_events(recv_ns: list[int], recv_bytes: list[bytes], chunked: bool) -> t
         seg = bisect_right(body.seg_starts, last_byte) - 1
         ri = body.recv_of[seg]
         events.append(SSEEvent(recv_ns[ri], ev[0], ri, ev[1]))
+    if len(data) - start > MAX_EVENT and not body.error:
+        body = body._replace(error=f"an SSE event longer than {MAX_EVENT >> 20} MiB")
     return events, body
+
+
+def ends_inside_event(data: bytes) -> bool:
+    """Whether an event stream's bytes stop inside an event (bytes after its last blank line)."""
+    return bool(data) and data.strip(b"\r\n") != b"" and _ENDS_EVENT.search(data[-4:]) is None
 
 
 def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
@@ -151,7 +162,7 @@ def json_events(events: list[SSEEvent], out: ParsedStream) -> Iterator[tuple[SSE
             continue
         try:
             obj = json.loads(ev.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: json's C scanner stops with RecursionError
             if not out.error:
                 out.error, out.error_detail = ERR_PROTOCOL, f"event is not JSON: {ev.data[:80]!r}"
             continue
@@ -172,7 +183,7 @@ def stream_events(raw: RawStream, out: ParsedStream, not_stream: str) -> tuple[l
         return None
     events, body = iter_events(raw.recv_ns, raw.recv_bytes, raw.chunked)
     if body.error and not out.error:
-        out.error, out.error_detail = ERR_PROTOCOL, "malformed chunked framing"
+        out.error, out.error_detail = ERR_PROTOCOL, body.error
     return events, body
 
 
@@ -181,5 +192,7 @@ def check_stream_end(raw: RawStream, body: Body, out: ParsedStream, end_marker: 
     some generated content, or else an explicit end marker (`end_marker`: OpenAI's [DONE])."""
     if not out.error and raw.chunked and not body.complete:
         out.error, out.error_detail = ERR_PROTOCOL, "stream ended without its final chunk"
+    if not out.error and not raw.error and ends_inside_event(body.data):
+        out.error, out.error_detail = ERR_PROTOCOL, "stream ended inside an event (truncated)"
     if not out.error and not end_marker and not out.content_ns:
         out.error, out.error_detail = ERR_PROTOCOL, "stream carried no generated content"

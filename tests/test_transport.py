@@ -20,7 +20,7 @@ from backends.http1 import BodyEnd, Endpoint, parse_head
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.openai import parse_openai_stream
-from backends.records import ERR_HTTP, ERR_PROTOCOL, ERR_TIMEOUT, RawStream
+from backends.records import ERR_HTTP_5XX, ERR_PROTOCOL, ERR_TIMEOUT_TOTAL, ERR_TIMEOUT_TTFT, RawStream
 
 SERVER_LIMIT_S = 20.0  # the server thread never lives longer
 STEP_TIMEOUT_S = 10.0  # any one read by the server
@@ -292,7 +292,7 @@ def test_http_error_status():
     head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     results = run_both([[READ, head % len(body) + body]])
     [r] = assert_same_readings(results)
-    assert r["status"] == 503 and r["error"] == ERR_HTTP and r["error_detail"] == 'HTTP 503: {"error":"overloaded"}'
+    assert r["status"] == 503 and r["error"] == ERR_HTTP_5XX and r["error_detail"] == 'HTTP 503: {"error":"overloaded"}'
 
 
 def test_empty_chunked_body_after_the_head():
@@ -300,7 +300,7 @@ def test_empty_chunked_body_after_the_head():
     head = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
     results = run_both([[READ, head, 0.05, b"0\r\n\r\n", READ, head + b"0\r\n\r\n"]], n_requests=2)
     for r in assert_same_readings(results):
-        assert r["status"] == 500 and r["error"] == ERR_HTTP and r["body"] == b"0\r\n\r\n"
+        assert r["status"] == 500 and r["error"] == ERR_HTTP_5XX and r["body"] == b"0\r\n\r\n"
     for _, requests, took in results.values():
         assert requests == [[request(0), request(1)]] and took < NO_HANG_S  # kept alive, no read timeout
 
@@ -334,16 +334,16 @@ def test_request_deadline_ends_a_stream_that_never_ends():
     results = run_both([script], read_timeout_s=30.0, deadline_s=0.5)
     for raws, _, took in results.values():
         [raw] = raws
-        assert raw.error == ERR_TIMEOUT and raw.error_detail == "request deadline passed"
+        assert raw.error == ERR_TIMEOUT_TOTAL and raw.error_detail == "request deadline passed"
         assert 0.45 <= (raw.end_ns - raw.send_ns) / 1e9 < NO_HANG_S and took < NO_HANG_S
         assert raw.status == 200 and raw.recv_ns  # it was streaming all along
-        assert parse_openai_stream(raw).error == ERR_TIMEOUT
+        assert parse_openai_stream(raw).error == ERR_TIMEOUT_TOTAL
 
 
 def test_silent_server_ends_by_the_read_timeout():
     results = run_both([[READ, WAIT_CLOSE]], read_timeout_s=0.3, deadline_s=30.0)
     [r] = assert_same_readings(results)
-    assert r["error"] == ERR_TIMEOUT and r["error_detail"] == "no data for 0.3 s" and r["status"] == 0
+    assert r["error"] == ERR_TIMEOUT_TTFT and r["error_detail"] == "no response body in 0.3 s" and r["status"] == 0
     for raws, _, took in results.values():
         assert 0.3 <= (raws[0].end_ns - raws[0].send_ns) / 1e9 < NO_HANG_S and took < NO_HANG_S
 
