@@ -17,7 +17,8 @@ from rich.console import Console
 
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
-from profiler.errors import UserError
+from profiler.errors import Interrupted, UserError
+from profiler.faultflags import add_fault_args, fault_spec_fields, resume_from_args
 from profiler.report.cli import register as register_compare
 from profiler.slo import parse_slos
 from profiler.spec import SweepSpec, parse_duration, parse_number_list
@@ -71,6 +72,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--gpus", help="NVML GPU indices to sample, e.g. 0,1 (default: all)")
     t.add_argument("--telemetry-period", default="100ms", help="sampling period (default 100ms)")
     t.add_argument("--no-telemetry", action="store_true", help="sample nothing besides the requests")
+    add_fault_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +113,7 @@ def _spec_from_args(a) -> SweepSpec:
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
-                     slos=parse_slos(a.slo), transport=a.transport)
+                     slos=parse_slos(a.slo), transport=a.transport, **fault_spec_fields(a))
 
 
 def cmd_sweep(a) -> int:
@@ -119,7 +121,8 @@ def cmd_sweep(a) -> int:
     from profiler.mockproc import MockProcess
     from profiler.sweep import run_sweep
 
-    spec = _spec_from_args(a)
+    resume = resume_from_args(a)  # --resume: spec and endpoint come from the run folder
+    spec = resume.spec if resume is not None else _spec_from_args(a)
     _telemetry_flags(a)  # validate before anything starts
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend == "openai":
@@ -144,6 +147,7 @@ def cmd_sweep(a) -> int:
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")
+        extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol}
         target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
                         tokenizer=a.tokenizer, extra_manifest=extra)
         if a.backend == "openai":
@@ -162,7 +166,7 @@ def cmd_sweep(a) -> int:
             return p.to_dict()
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
-                                    pricing=pricing)
+                                    pricing=pricing, resume=resume)
         if not a.no_report:
             from profiler.report import write_report
 
@@ -242,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("inferprof: interrupted; finished points are kept in the run folder", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print(f"inferprof: {e}; the point under way was ended and recorded, finished points are kept "
+              "(inferprof sweep --resume RUN_DIR goes on)", file=sys.stderr)
+        return 128 + e.signum
     except Exception as e:  # a bug, not bad input: one line, the traceback in a log file
         if os.environ.get("INFERPROF_DEBUG"):
             raise

@@ -12,3 +12,13 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Bad input or an unusable environment, said in one line for the user."""
+
+
+class Interrupted(BaseException):
+    """The sweep was asked to stop (SIGINT/SIGTERM) and has recorded the point it was on; the CLI
+    exits with 128 + `signum` (130, 143). A BaseException, like KeyboardInterrupt: no handler
+    for errors may swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum

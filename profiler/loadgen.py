@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
 from backends.codec import Codec, OwnTransportCodec, Payload, Transport
-from backends.http1 import Endpoint
+from backends.http1 import Endpoint, Timeouts
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.records import RawStream, RequestRecord
 from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
+from profiler.stopping import Outcomes
 from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
@@ -65,6 +66,9 @@ class PointJob:
     tokenizer_path: str = ""
     transport: str = "epoll"  # "epoll" (one loop per worker) | "threads" (one thread per stream)
     spool: str = ""  # append finished streams to this file (profiler.recorder) instead of keeping them
+    timeouts: Timeouts | None = None  # per phase; None: every wait is min(60 s, request_timeout_s)
+    max_error_rate: float | None = None  # error policy (profiler.stopping); None = off
+    error_window: int = 100
 
 
 @dataclass
@@ -90,6 +94,22 @@ def _sleep_until(t_ns: int) -> None:
 
 
 _PROGRESS: tuple = ()  # (shared array, worker slot) in a worker process: requests finished so far
+_STOP = None  # in a worker process: the pool's shared stop byte (profiler.stopping)
+
+
+def _stopped() -> bool:
+    return bool(_STOP is not None and _STOP[0])
+
+
+def _outcomes(job: PointJob) -> Outcomes:
+    return Outcomes(_STOP, job.max_error_rate, job.error_window)
+
+
+def _timeouts(job: PointJob) -> Timeouts:
+    if job.timeouts is not None:
+        return job.timeouts
+    t = min(60.0, job.request_timeout_s)
+    return Timeouts(t, t, t)
 
 
 def _lag_probe(stop: threading.Event, out: list[int], keep: _Keep) -> None:
@@ -166,11 +186,12 @@ def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
     return result
 
 
-def open_connection(codec: Codec, endpoint: Endpoint, read_timeout: float) -> Transport:
+def open_connection(codec: Codec, endpoint: Endpoint, read_timeout: float,
+                    timeouts: Timeouts | None = None) -> Transport:
     """The codec's own transport when it has one (Triton gRPC), else the lean HTTP reader."""
     if isinstance(codec, OwnTransportCodec):
         return codec.connection(read_timeout)
-    return Connection(endpoint, read_timeout=read_timeout)
+    return Connection(endpoint, read_timeout=read_timeout, timeouts=timeouts)
 
 
 def _deadline(job: PointJob, send_ns: int) -> int:
@@ -190,7 +211,7 @@ class _ClosedFeed(Feed):
         self.n = len(job.requests)
 
     def _more(self, now: int) -> bool:
-        if self.job.stop_ns and now >= self.job.stop_ns:
+        if self.job.stop_ns and now >= self.job.stop_ns or _STOP is not None and _STOP[0]:
             return False
         return self.job.cycle or self.i < self.n
 
@@ -227,6 +248,8 @@ class _OpenFeed(Feed):
     def due(self, now: int) -> list[Item]:
         out = []
         job = self.job
+        if _stopped():
+            self.i = len(self.arr)
         while self.i < len(self.arr) and self.arr[self.i] <= now:
             sched = self.arr[self.i]
             if job.stop_ns and sched >= job.stop_ns:
@@ -252,18 +275,20 @@ def _run_mux(job: PointJob, keep: _Keep, lag: list[int]) -> int:
         return 0
 
     add = keep.add
+    saw = _outcomes(job).saw
 
     def done(item: Item, raw: RawStream) -> None:
         add(item.rid, item.sched_ns or raw.send_ns, raw)
+        saw(raw.error)
         feed.finished(item)
         if _PROGRESS:
             _PROGRESS[0][_PROGRESS[1]] = keep.count
 
     max_conns = job.streams if closed else job.max_in_flight
-    mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
+    mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done, _timeouts(job))
     try:
         mux.open_conns(job.streams if closed else min(8, max_conns))
-        mux.run(feed)
+        mux.run(feed, _stopped if _STOP is not None else None)
     finally:
         mux.close()
         lag.extend(mux.busy_us)
@@ -276,9 +301,10 @@ def _run_closed(job: PointJob, keep: _Keep) -> int:
         return 0
     counter = itertools.count()  # next() is atomic under the GIL: the streams share one queue
     timeout = min(60.0, job.request_timeout_s)
+    saw = _outcomes(job).saw
 
     def stream() -> None:
-        conn = open_connection(job.codec, job.endpoint, timeout)
+        conn = open_connection(job.codec, job.endpoint, timeout, _timeouts(job))
         try:
             conn.open()  # connect before the start so the first request does not pay for it
         except OSError:
@@ -291,13 +317,14 @@ def _run_closed(job: PointJob, keep: _Keep) -> int:
                 if i >= n and not job.cycle:
                     return
                 now = perf()
-                if job.stop_ns and now >= job.stop_ns:
+                if job.stop_ns and now >= job.stop_ns or _stopped():
                     return
                 k = i % n
                 rid = job.requests[k].index + (i // n) * job.total_specs
                 raw = RawStream()
                 conn.stream(job.payloads[k], raw, _deadline(job, now))
                 keep.add(rid, raw.send_ns, raw)
+                saw(raw.error)
         finally:
             conn.close()
 
@@ -314,9 +341,10 @@ def _run_open(job: PointJob, keep: _Keep) -> int:
     state = {"in_flight": 0}
     threads: list[threading.Thread] = []
     timeout = min(60.0, job.request_timeout_s)
+    saw = _outcomes(job).saw
 
     def stream() -> None:
-        conn = open_connection(job.codec, job.endpoint, timeout)
+        conn = open_connection(job.codec, job.endpoint, timeout, _timeouts(job))
         try:
             while True:
                 item = q.get()
@@ -326,6 +354,7 @@ def _run_open(job: PointJob, keep: _Keep) -> int:
                 raw = RawStream()
                 conn.stream(job.payloads[k], raw, _deadline(job, sched))
                 keep.add(job.requests[k].index, sched, raw)
+                saw(raw.error)
                 with lock:
                     state["in_flight"] -= 1
         finally:
@@ -339,7 +368,7 @@ def _run_open(job: PointJob, keep: _Keep) -> int:
     for _ in range(min(8, job.max_in_flight, len(job.requests))):
         spawn()
     for k, sched in enumerate(job.arrivals_ns or ()):
-        if job.stop_ns and sched >= job.stop_ns:
+        if job.stop_ns and sched >= job.stop_ns or _stopped():
             break
         _sleep_until(sched)
         with lock:
@@ -370,9 +399,13 @@ def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
     result.chunk_tokens, result.chunk_content = out.chunk_tokens, out.chunk_content
 
 
-def _worker_main(pipe: Pipe, worker: int, progress) -> None:
-    global _PROGRESS
+def _worker_main(pipe: Pipe, worker: int, progress, stop=None) -> None:
+    global _PROGRESS, _STOP
+    import signal
+
     _PROGRESS = (progress, worker)
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it sets `stop`, we end the point
     name_process(f"inferprof-w{worker}")
     # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
     sys.setswitchinterval(0.0005)
@@ -410,9 +443,10 @@ class WorkerPool:
         self.pipes: list[Pipe] = []
         self.procs: list = []
         self.progress = ctx.Array("q", n, lock=False)
+        self.stop = ctx.Array("b", 1, lock=False)  # why the point must stop (profiler.stopping), 0 = run
         for w in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, w, self.progress), daemon=True,
+            p = ctx.Process(target=_worker_main, args=(child, w, self.progress, self.stop), daemon=True,
                             name=f"inferprof-worker-{w}")
             p.start()
             child.close()

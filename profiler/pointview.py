@@ -24,7 +24,7 @@ from profiler.chunkruns import ChunkRuns
 
 # requests.parquet columns the view keeps as arrays (besides the times it derives from).
 REQUEST_ARRAYS = ("max_tokens", "input_tokens", "usage_prompt_tokens", "usage_completion_tokens",
-                  "client_output_tokens", "n_content_chunks", "bursts")
+                  "client_output_tokens", "n_content_chunks", "bursts", "status")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.records import ERR_CANCELLED, ERR_CONNECT, ERR_TIMEOUT, RawStream, RequestRecord
+from backends.records import CONNECT_ERRORS, ERR_CANCELLED, ERR_TIMEOUT, RawStream, RequestRecord
 
 SPOOL_DIR = ".spool"  # in the run folder; emptied as points finish
 # How often a recorder appends the requests finished since its last part (seconds).
@@ -419,7 +419,7 @@ class Tail:
             if track_lag:
                 s.flush_lag_s = max(s.flush_lag_s, (time.perf_counter_ns() - min(ends)) / 1e9)
             s.requests += len(b.records)
-            s.connect_errors += sum(r.error == ERR_CONNECT for r in b.records)
+            s.connect_errors += sum(r.error in CONNECT_ERRORS for r in b.records)
             s.max_end_ns = max(s.max_end_ns, max(ends))
             s.parts += 1
             s.bytes += self.pending_bytes

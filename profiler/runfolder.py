@@ -218,6 +218,9 @@ class RunWriter:
 
         frame = samples_frame(samples)
         path = d / f"part-{self._telemetry_parts:05d}.parquet"
+        while path.exists():  # a resumed run: parts written before it are never replaced
+            self._telemetry_parts += 1
+            path = d / f"part-{self._telemetry_parts:05d}.parquet"
         self._telemetry_parts += 1
         _atomic(path, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
 

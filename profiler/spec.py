@@ -58,6 +58,13 @@ class SweepSpec:
     request_timeout_s: float = 600.0
     slos: dict[str, float] = field(default_factory=dict)
     transport: str = "epoll"  # load generator: "epoll" or "threads" (see backends/http_mux.py)
+    # Timeouts by phase and the error policy (profiler/stopping.py); 0 s = no limit of that kind.
+    connect_timeout_s: float = 10.0
+    ttft_timeout_s: float = 60.0
+    idle_timeout_s: float = 60.0
+    max_error_rate: float | None = None  # stop a point once more than this share of a window failed
+    error_window: int = 100  # finished requests per worker the error rate is judged over
+    server_down_wait_s: float = 120.0  # how long a sweep waits for a server that stopped answering
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""
@@ -69,3 +76,13 @@ class SweepSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepSpec:
+        """A spec as `to_dict` wrote it in a manifest; fields it lacks (older runs) take their
+        defaults, fields this version does not know are an error."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown or "mode" not in d or "loads" not in d:
+            raise UserError(f"the manifest's spec cannot be read by this version (fields {unknown or ['mode/loads']})")
+        return cls(**d)

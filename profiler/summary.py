@@ -23,6 +23,8 @@ import pandas as pd
 
 from profiler import metrics as m
 from profiler import slo as slo_rules
+from profiler.failures import COLUMNS as FAILURE_COLUMNS
+from profiler.failures import failures
 from profiler.pointview import PointView
 
 CPU_SATURATED = 0.90
@@ -43,6 +45,7 @@ POINT_COLUMNS = (
        "usage_missing", "client_token_mismatch", "prompt_tokens_mismatch",
        "client_queue_p99_ms", "client_cpu", "loop_lag_p99_ms", "burst_frac",
        "server_ttft_p50_ms", "ttft_overhead_ms", "trusted", "trust_reason"]
+    + FAILURE_COLUMNS  # profiler/failures.py
 )
 
 
@@ -56,6 +59,7 @@ def summarize_view(v: PointView, facts: dict, slos: dict[str, float]) -> dict:
     row: dict = {c: math.nan for c in POINT_COLUMNS}
     row.update(identity(v, facts))
     row.update(counts(v))
+    row.update(failures(v, facts, slos))
     if v.n == 0:
         row.update(trusted=False, trust_reason="no requests were sent", slo_met="")
         return row

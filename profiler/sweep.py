@@ -14,12 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
+from backends.http1 import Timeouts
 from profiler import runfolder as rf
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
+from profiler.errors import Interrupted
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
 from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, idle_priority, spool_path
 from profiler.spec import SweepSpec
+from profiler.stopping import STOP_INTERRUPTED, STOP_REASONS, STOP_SERVER_DOWN, SweepSignals, wait_for_server
 from workloads.arrivals import arrival_offsets
 from workloads.lengths import parse_length
 from workloads.requests import RequestSpec, build_requests
@@ -47,8 +50,9 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
               command: list[str] | None = None, telemetry=None, on_point=None,
-              pricing=None) -> tuple[Path, pd.DataFrame]:
-    """Measure every point of `spec` against `target`; returns (run folder, points table)."""
+              pricing=None, resume=None) -> tuple[Path, pd.DataFrame]:
+    """Measure every point of `spec` against `target`; returns (run folder, points table).
+    `resume` (profiler.resume.Resume) continues that run folder from its first unfinished point."""
     notices: list[str] = []
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
@@ -58,16 +62,20 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         return reqs, [codec.encode(r) for r in reqs]
 
-    first = workload(0, spec.loads[0])
+    first_i = resume.next_point if resume is not None else 0
+    first = workload(first_i, spec.loads[first_i])
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
         telemetry = telemetry()
-    run_dir = rf.new_run_dir(out_dir)
-    manifest = rf.start_manifest(
-        run_dir, command=command or sys.argv,
-        endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-        preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
+    if resume is not None:
+        run_dir, manifest = resume.run_dir, resume.continue_manifest(command or sys.argv)
+    else:
+        run_dir = rf.new_run_dir(out_dir)
+        manifest = rf.start_manifest(
+            run_dir, command=command or sys.argv,
+            endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
+            preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
     writer = rf.RunWriter(run_dir)
     pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
     try:
@@ -75,32 +83,71 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     except BaseException:
         pool.close()
         raise
-    points = pd.DataFrame()
+    points = summarize_run(run_dir) if first_i else pd.DataFrame()
     try:
         _start_telemetry(telemetry, pricing, manifest, run_dir)
         page = telemetry.server_metrics_url if telemetry is not None else None
-        with _progress(console) as progress:
-            for i, load in enumerate(spec.loads):
-                requests, payloads = first if i == 0 else workload(i, load)
+        with _progress(console) as progress, SweepSignals(pool.stop) as signals:
+            for i in range(first_i, len(spec.loads)):
+                load = spec.loads[i]
+                _stop_if_interrupted(signals, manifest, i)
+                requests, payloads = first if i == first_i else workload(i, load)
                 task = progress.add_task(_label(spec, i, load),
                                          total=spec.requests_for(load) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                pool.stop[0] = 0
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
                     telemetry, page)
+                stop = int(pool.stop[0])
+                facts["stop_reason"] = STOP_REASONS.get(stop, "")
                 n = _record_point(writer, facts, recorded, telemetry)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
                 progress.update(task, completed=n, total=n)
                 if on_point:
                     on_point(points.iloc[-1])
-                _stop_if_broken(results, recorded, i, target, run_dir)
+                _stop_if_broken(results, recorded, i, run_dir)
+                if stop == STOP_INTERRUPTED:
+                    _stop_if_interrupted(signals, manifest, i + 1)
+                if stop == STOP_SERVER_DOWN or _all_unreachable(recorded):
+                    _await_server(spec, target, manifest, run_dir, i, console)
     finally:
         recorders.close()
         pool.close()
         _remove_empty(run_dir / SPOOL_DIR)
         _finish(telemetry, writer, manifest, run_dir)
     return run_dir, points
+
+
+def _stop_if_interrupted(signals: SweepSignals, manifest: dict, next_point: int) -> None:
+    """After SIGINT/SIGTERM: the sweep ends here, with the point it was on recorded."""
+    if signals.signum:
+        manifest["ended"] = {"reason": f"interrupted by signal {signals.signum}", "next_point": next_point}
+        raise Interrupted(signals.signum)
+
+
+def _all_unreachable(recorded) -> bool:
+    n = sum(r.requests for r in recorded)
+    return bool(n) and sum(r.connect_errors for r in recorded) == n
+
+
+def _await_server(spec: SweepSpec, target: Target, manifest: dict, run_dir: Path, i: int, console: Console) -> None:
+    """The server stopped answering during point i: wait (bounded) for it to come back, then go on;
+    or end the sweep, every finished point kept and the reason in the manifest."""
+    console.print(f"[yellow]server at {target.url} stopped answering at point {i}; "
+                  f"waiting up to {spec.server_down_wait_s:g} s for it[/]")
+    waited = wait_for_server(target.url, target.backend, spec.server_down_wait_s)
+    manifest.setdefault("events", []).append(
+        {"point": i, "event": "server_down", "waited_s": None if waited is None else round(waited, 3),
+         "back": waited is not None})
+    rf.write_json(run_dir / rf.MANIFEST, manifest)
+    if waited is None:
+        manifest["ended"] = {"reason": f"server at {target.url} stopped answering at point {i} and did not "
+                                       f"come back within {spec.server_down_wait_s:g} s", "next_point": i + 1}
+        raise SweepError(f"server at {target.url} stopped answering at point {i}; "
+                         f"{i + 1} point(s) kept in {run_dir}")
+    console.print(f"server is back after {waited:.1f} s; the sweep goes on")
 
 
 def _label(spec: SweepSpec, i: int, load) -> str:
@@ -177,7 +224,8 @@ def _record_point(writer: rf.RunWriter, facts: dict, recorded, telemetry) -> int
     return sum(r.requests for r in recorded)
 
 
-def _stop_if_broken(results, recorded, i: int, target: Target, run_dir: Path) -> None:
+def _stop_if_broken(results, recorded, i: int, run_dir: Path) -> None:
+    """The load generator or a recorder failed (not the server): the sweep cannot go on."""
     errs = [res.error for res in results if res.error]
     if errs:
         raise SweepError(f"load generator failed at point {i}: {errs[0]}")
@@ -185,10 +233,6 @@ def _stop_if_broken(results, recorded, i: int, target: Target, run_dir: Path) ->
     if errs:
         raise SweepError(f"recording failed at point {i}: {errs[0]}; unparsed records stay in "
                          f"{run_dir / SPOOL_DIR}")
-    n = sum(r.requests for r in recorded)
-    if n and sum(r.connect_errors for r in recorded) == n:
-        raise SweepError(f"server at {target.url} stopped answering at point {i}; "
-                         f"{i} finished point(s) kept in {run_dir}")
 
 
 def _remove_empty(folder: Path) -> None:
@@ -218,7 +262,9 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     cycle = spec.duration_s is not None
     common = dict(point=point, endpoint=codec.endpoint, codec=codec, total_specs=n, start_ns=start_ns,
                   stop_ns=stop_ns, cycle=cycle, request_timeout_s=spec.request_timeout_s,
-                  tokenizer_path=target.tokenizer, transport=spec.transport)
+                  tokenizer_path=target.tokenizer, transport=spec.transport,
+                  timeouts=Timeouts(spec.connect_timeout_s, spec.ttft_timeout_s, spec.idle_timeout_s),
+                  max_error_rate=spec.max_error_rate, error_window=spec.error_window)
     jobs: list[PointJob] = []
     index_of = {r.index: j for j, r in enumerate(requests)}
     if spec.mode == "concurrency":
