@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 
 from backends.errors import BackendError
-from backends.mock import payloads
+from backends.mock import faults, payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
@@ -55,6 +55,7 @@ class MockConfig:
     triton_error_after: int | None = None
     early_role: bool = False
     hostname: str | None = None
+    faults: faults.FaultPlan | None = None  # --fault rules (backends/mock/faults.py)
 
     @property
     def exact(self) -> bool:
@@ -129,6 +130,8 @@ class MockServerApp:
         self.meter.tick(perf_counter_ns())
 
     def handle(self, conn: HttpConnection, req: Request) -> None:
+        if self.cfg.faults is not None and self.cfg.faults.intercept(conn, req, self.handle):
+            return
         route = self.routes.get((req.method, req.path))
         try:
             if route is not None:
@@ -286,7 +289,10 @@ class MockServerApp:
                       prompt: int, n_tokens: int, cut_after: int, reason: str = "length") -> None:
         # Headers go out at once, as uvicorn sends them when vLLM's StreamingResponse starts.
         conn.transport.write(plan.head)
-        self._start_job(conn, req, rid, plan.writes(), plan.tokens, prompt, n_tokens, cut_after, True, reason)
+        writes, tokens = plan.writes(), plan.tokens
+        if self.cfg.faults is not None:
+            writes, tokens, cut_after = self.cfg.faults.shape(conn, writes, tokens, cut_after)
+        self._start_job(conn, req, rid, writes, tokens, prompt, n_tokens, cut_after, True, reason)
 
     def _start_job(self, conn: HttpConnection, req: Request, rid: str, writes: list[bytes], tokens: list[int],
                    prompt: int, n_tokens: int, cut_after: int, streaming: bool, reason: str = "length") -> None:
@@ -434,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the chat role chunk with the headers instead of just before the first token")
     p.add_argument("--hostname", help="Hostname label of the simulated GPUs")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    faults.add_args(p)
     return p
 
 
@@ -474,7 +481,7 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
         fail_midstream=a.fail_midstream, seed=a.seed, ttft_ms=a.ttft_ms, itl_ms=a.itl_ms,
         jitter=parse_jitter(a.jitter) if a.jitter else None, chunk_log=a.chunk_log,
         record_chunks=a.record_chunks, triton_error_after=a.triton_error_after,
-        early_role=a.early_role_chunk, hostname=a.hostname,
+        early_role=a.early_role_chunk, hostname=a.hostname, faults=faults.plan_from_args(a),
     )
 
 
@@ -484,6 +491,9 @@ async def serve(cfg: MockConfig, host: str, port: int) -> None:
     srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True)
     real_port = srv.sockets[0].getsockname()[1]
     print(f"LISTENING {real_port}", flush=True)
+    if cfg.faults is not None:
+        cfg.faults.started = time.monotonic()
+        cfg.faults.arm_crash(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -515,6 +525,9 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if faults.needs_supervisor(args):
+            faults.plan_from_args(args)  # bad rules fail here, once
+            return faults.supervise(sys.argv[1:] if argv is None else argv, args)
         cfg = config_from_args(args)
         loop = _new_loop(args.loop)
     except ValueError as e:
