@@ -15,7 +15,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from backends.errors import BackendError
-from backends.records import ERR_PROTOCOL, RawStream, http_error_class
+from backends.records import ERR_PROTOCOL, ERR_RESET, RawStream, http_error_class
 
 RECV_SIZE = 1 << 16  # bytes asked of each recv()
 MAX_HEAD = 65536  # a response head longer than this is an error, not something to wait for
@@ -185,12 +185,13 @@ class BodyEnd:
         return self.remaining <= 0
 
 
-def stale_keepalive(raw: RawStream, reused: bool) -> bool:
+def stale_keepalive(raw: RawStream, reused: bool, error: str | None = None) -> bool:
     """Whether a request that failed should be sent again on a fresh connection: it failed before
     any response byte (`header_bytes` holds a partial head when some came), on a connection kept
     alive from an earlier request (the server had closed the idle connection). Both transports
-    resend a request once at most."""
-    return reused and not raw.headers_ns and not raw.header_bytes
+    resend a request once at most. Only a closed or reset connection is stale: a timeout is not
+    (the server has the request). `error`: the failure, when not yet in `raw`."""
+    return (error or raw.error) == ERR_RESET and reused and not raw.headers_ns and not raw.header_bytes
 
 
 def mark_http_error(raw: RawStream) -> None:

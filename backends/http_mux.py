@@ -222,7 +222,7 @@ class Mux:
         raw, item = c.raw, c.item
         if error and c.buf and not raw.headers_ns:
             raw.header_bytes = c.buf  # part of a head came: the server answered, this is no stale connection
-        if error and not c.retried and stale_keepalive(raw, c.reused) and self._resend(c):
+        if error and not c.retried and stale_keepalive(raw, c.reused, error) and self._resend(c):
             return
         if not raw.end_ns:
             raw.end_ns = perf_counter_ns()

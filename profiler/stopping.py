@@ -63,14 +63,15 @@ class Outcomes:
 
 
 def wait_for_server(url: str, backend: str, wait_s: float, poll_s: float = 1.0, headers=None) -> float | None:
-    """Poll the server's health page until it answers 200: the seconds that took, or None when
-    `wait_s` passed first (bounded: at most wait_s / poll_s polls of at most 5 s each)."""
+    """Poll the server's health page until it answers (any status below 500: a 401 or 404 is a
+    server that is up): the seconds that took, or None when `wait_s` passed first (bounded: at
+    most wait_s / poll_s polls of at most 5 s each)."""
     path = HEALTH_PATHS.get(backend, "/health")
     start = time.monotonic()
     while True:
         try:
             status, _, _ = control.get(url.rstrip("/") + path, timeout=min(5.0, max(0.5, wait_s)), headers=headers)
-            if status == 200:
+            if status < 500:
                 return time.monotonic() - start
         except control.ControlError:
             pass

@@ -110,8 +110,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 _stop_if_broken(results, recorded, i, run_dir)
                 if stop == STOP_INTERRUPTED:
                     _stop_if_interrupted(signals, manifest, i + 1)
-                if stop == STOP_SERVER_DOWN or _all_unreachable(recorded):
-                    _await_server(spec, target, manifest, run_dir, i, console)
+                if stop == STOP_SERVER_DOWN or _all_unreachable(recorded) or _lost_connections(points.iloc[-1]):
+                    _await_server(spec, target, manifest, run_dir, i, console, stop == STOP_SERVER_DOWN)
     finally:
         recorders.close()
         pool.close()
@@ -132,9 +132,18 @@ def _all_unreachable(recorded) -> bool:
     return bool(n) and sum(r.connect_errors for r in recorded) == n
 
 
-def _await_server(spec: SweepSpec, target: Target, manifest: dict, run_dir: Path, i: int, console: Console) -> None:
-    """The server stopped answering during point i: wait (bounded) for it to come back, then go on;
-    or end the sweep, every finished point kept and the reason in the manifest."""
+def _lost_connections(row) -> bool:
+    """Requests of the point could not connect or were reset: is the server still there?"""
+    return sum(float(row.get(c, 0) or 0) for c in ("err_connect", "err_timeout_connect", "err_reset")) > 0
+
+
+def _await_server(spec: SweepSpec, target: Target, manifest: dict, run_dir: Path, i: int, console: Console,
+                  down: bool) -> None:
+    """The server may have stopped answering during point i (`down`: it did): unless it answers
+    at once, wait (bounded) for it to come back, then go on; or end the sweep, every finished
+    point kept and the reason in the manifest."""
+    if not down and wait_for_server(target.url, target.backend, 0.0) is not None:
+        return
     console.print(f"[yellow]server at {target.url} stopped answering at point {i}; "
                   f"waiting up to {spec.server_down_wait_s:g} s for it[/]")
     waited = wait_for_server(target.url, target.backend, spec.server_down_wait_s)
