@@ -37,7 +37,7 @@ from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
 from backends.records import RawStream, RequestRecord
 from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
-from profiler.stopping import Outcomes
+from profiler.stopping import Outcomes, die_with_parent
 from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
@@ -406,6 +406,7 @@ def _worker_main(pipe: Pipe, worker: int, progress, stop=None) -> None:
     _PROGRESS = (progress, worker)
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it sets `stop`, we end the point
+    die_with_parent()
     name_process(f"inferprof-w{worker}")
     # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
     sys.setswitchinterval(0.0005)

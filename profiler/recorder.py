@@ -497,6 +497,9 @@ def _recorder_main(pipe, index: int) -> None:
     from profiler.runfolder import RunWriter
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the point, then us
+    from profiler.stopping import die_with_parent
+
+    die_with_parent()  # never an orphan writing into a run folder that --resume continues
     name_process(f"inferprof-rec{index}")
     writers: dict[str, RunWriter] = {}
     pipe.send("ready")

@@ -107,3 +107,15 @@ class SweepSignals:
         for s, old in self._old.items():
             signal.signal(s, old)
         self._old.clear()
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the sweep process that started it dies (even by
+    `kill -9`), so no orphaned worker or recorder keeps writing into a run folder that
+    `--resume` is about to continue. Elsewhere a no-op (orphans then end at their next pipe read)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -154,7 +154,8 @@ def test_server_dying_mid_sweep_keeps_finished_points(tmp_path):
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "profiler.cli", "sweep", "--url", m.url, "--concurrency", "1,1,1,1,1,1",
-             "--requests", "30", "--output-tokens", "16", "--out", str(tmp_path), "--no-report"],
+             "--requests", "30", "--output-tokens", "16", "--out", str(tmp_path), "--no-report",
+             "--server-down-wait", "1s"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         # stop the server once the first point is on disk
         import time
