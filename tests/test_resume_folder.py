@@ -1,0 +1,72 @@
+"""`--resume` on a run folder, without a server: what counts as finished, what is discarded, and
+the finished points a capacity search replays (profiler/resume.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from profiler.errors import UserError
+from profiler.resume import finished_points, open_resume
+
+FIXTURE = Path(__file__).parent / "fixtures" / "runs" / "closed_slo_telemetry"
+
+
+def folder(tmp_path: Path) -> Path:
+    """A two-point run whose second point never finished (its facts line was cut by a crash),
+    with parts of it on disk and a spool segment left behind."""
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = {"run_id": "run", "spec": {"mode": "concurrency", "loads": [1, 2, 4], "requests": 8}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    for folder in ("requests.parquet", "chunks.parquet"):
+        (run / folder).mkdir()
+        for name in ("point-00000-w000-0000", "point-00001-w000-0000", "events-00001-w000-0000"):
+            (run / folder / f"{name}.parquet").write_bytes(name.encode())
+        (run / folder / ".point-00001-w000-0001.parquet.tmp").write_bytes(b"half")
+    (run / ".spool").mkdir()
+    (run / ".spool" / "point-00001-w000-00000.bin").write_bytes(b"IPS2")
+    (run / "points.jsonl").write_bytes(b'{"point": 0, "load": 1}\n{"point": 1, "lo')
+    return run
+
+
+def test_unfinished_point_is_discarded_and_finished_one_kept(tmp_path):
+    run = folder(tmp_path)
+    kept = {p: p.read_bytes() for p in run.rglob("point-00000-*")}
+    r = open_resume(run)
+    assert r.next_point == 1 and r.spec.loads == [1, 2, 4] and r.spec.connect_timeout_s == 10.0
+    assert sorted(p.name for p in run.rglob("*.parquet") if p.is_file()) == ["point-00000-w000-0000.parquet"] * 2
+    assert {p: p.read_bytes() for p in run.rglob("point-00000-*")} == kept
+    assert not (run / ".spool").exists() and not list(run.rglob("*.tmp"))
+    assert (run / "points.jsonl").read_bytes() == b'{"point": 0, "load": 1}\n'  # the cut line is gone
+    assert len(r.removed) == 7
+    m = r.continue_manifest(["inferprof", "sweep", "--resume", str(run)])
+    assert m["resumes"][0]["from_point"] == 1
+    assert json.loads((run / "manifest.json").read_text())["resumes"] == m["resumes"]
+
+
+def test_folders_that_cannot_be_resumed(tmp_path):
+    with pytest.raises(UserError, match="not a run folder"):
+        open_resume(tmp_path)
+    run = folder(tmp_path)
+    (run / "points.jsonl").write_text('{"point": 0}\n{"point": 1}\n{"point": 2}\n')
+    with pytest.raises(UserError, match="every point"):
+        open_resume(run)
+    (run / "points.jsonl").write_text('{"point": 1}\n')
+    with pytest.raises(UserError, match="in order"):
+        open_resume(run)
+    (run / "manifest.json").write_text(json.dumps({"spec": {"mode": "rate", "loads": [1], "bogus": 1}}))
+    with pytest.raises(UserError, match="bogus"):
+        open_resume(run)
+
+
+def test_finished_points_give_a_search_its_history(tmp_path):
+    run = tmp_path / "fx"
+    shutil.copytree(FIXTURE, run)
+    history = finished_points(run)
+    assert [h.facts["point"] for h in history] == [0, 1]
+    assert [h.row["load"] for h in history] == [h.facts["load"] for h in history]
+    assert all("ttft_p99_ms" in h.row and "slo_met" in h.row for h in history)
