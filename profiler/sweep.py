@@ -90,12 +90,12 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         with _progress(console) as progress, SweepSignals(pool.stop) as signals:
             for i in range(first_i, len(spec.loads)):
                 load = spec.loads[i]
-                _stop_if_interrupted(signals, manifest, i)
                 requests, payloads = first if i == first_i else workload(i, load)
+                pool.stop[0] = 0  # then the check: a signal from now on stops this point
+                _stop_if_interrupted(signals, manifest, i)
                 task = progress.add_task(_label(spec, i, load),
                                          total=spec.requests_for(load) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
-                pool.stop[0] = 0
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
                     telemetry, page)

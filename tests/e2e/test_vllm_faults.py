@@ -21,7 +21,7 @@ from vllm_helpers import REPO, VLLM_CPU, child_env, inferprof_cmd, tail
 
 pytestmark = pytest.mark.vllm
 
-START_TIMEOUT_S = 420
+START_TIMEOUT_S = 450
 SWEEP = ["--input-tokens", "16", "--output-tokens", "16", "--no-report", "--no-telemetry", "--json"]
 
 
@@ -33,6 +33,7 @@ def _script(action: str, env: dict[str, str], timeout: float = START_TIMEOUT_S) 
 @pytest.fixture(scope="module")
 def own_vllm():
     env = {**os.environ, "VLLM_PORT": os.environ.get("VLLM_FAULTS_PORT", "8032"), "INFERPROF_NO_IMDS": "1"}
+    env.setdefault("VLLM_START_TIMEOUT", "400")  # a restart on a loaded 2-core box takes minutes
     p = _script("setup", env, 1500)
     assert p.returncode == 0, tail(p.stderr)
     p = _script("start", env)
@@ -58,7 +59,7 @@ def _lines(path: Path) -> int:
 def test_server_killed_mid_sweep_and_restarted_the_sweep_waits_and_finishes(own_vllm, tmp_path):
     url, env = own_vllm
     sweep = subprocess.Popen([*inferprof_cmd(), "sweep", "--url", url, "--concurrency", "2,2,2,2", "--requests", "24",
-                              *SWEEP, "--server-down-wait", "400s", "--out", str(tmp_path)],
+                              *SWEEP, "--server-down-wait", "480s", "--out", str(tmp_path)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=child_env())
     try:
         _wait_for(lambda: any(_lines(p) >= 1 for p in tmp_path.glob("*/points.jsonl")), 600)
