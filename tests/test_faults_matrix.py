@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backends.mock.faults import CLIENT_CLASS as EXPECTED_CLASS
 from backends.mock.faults import FaultPlan, parse_rule
 from profiler.mockproc import MockProcess
 
@@ -27,9 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 N = 90  # requests per point
 RULES = ["http429%11", "http500%13", "http503%17", "reset_head%19", "reset_mid%23", "bad_json%29", "truncated%31",
          "wrong_type%37", "stall%41", "slow_headers%43", "error_event%47"]
-EXPECTED_CLASS = {"http429": "http_429", "http500": "http_5xx", "http503": "http_5xx", "reset_head": "reset",
-                  "reset_mid": "reset", "bad_json": "protocol", "truncated": "protocol", "wrong_type": "protocol",
-                  "stall": "timeout_idle", "slow_headers": "timeout_ttft", "error_event": "server_error"}
 # Exact-schedule mock: TTFT 30 ms x lognormal(0.3), ITL 4 ms; slow_headers start 2 s late.
 MOCK = ["--ttft-ms", "30", "--itl-ms", "4", "--jitter", "lognormal:0.3", "--seed", "5", "--fault-delay", "2"]
 SWEEP = ["--concurrency", "1,4", "--requests", str(N), "--input-tokens", "16", "--output-tokens", "6",

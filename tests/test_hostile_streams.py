@@ -129,3 +129,46 @@ def test_transport_body_cap():
 def test_json_of_any_shape_is_read_or_refused(obj, c):
     body = frame(b"data: " + json.dumps(obj).encode() + b"\n\n") + frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
     parse(body, c)
+
+
+def test_connect_timeout_in_both_transports():
+    """A listener whose accept queue is full drops new SYNs: the connection never completes."""
+    import socket
+    import time
+
+    from backends.http1 import Endpoint, Timeouts
+    from backends.http_mux import Feed, Item, Mux
+    from backends.http_stream import Connection
+    from backends.records import ERR_TIMEOUT_CONNECT
+
+    class One(Feed):
+        def __init__(self):
+            self.left = 1
+
+        def due(self, now):
+            self.left, out = 0, [Item(0, 0, b"GET / HTTP/1.1\r\n\r\n", now + 5 * 10**9)] * self.left
+            return out
+
+        def exhausted(self):
+            return self.left == 0
+
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as ls:
+        fill = [socket.socket() for _ in range(3)]
+        for s in fill:
+            s.setblocking(False)
+            s.connect_ex(ls.getsockname())
+        time.sleep(0.2)
+        ep = Endpoint("127.0.0.1", ls.getsockname()[1], "")
+        limits = Timeouts(connect_s=0.3, ttft_s=5, idle_s=5)
+        raw = RawStream()
+        Connection(ep, timeouts=limits).stream(b"GET / HTTP/1.1\r\n\r\n", raw, time.perf_counter_ns() + 5 * 10**9)
+        got: list[RawStream] = []
+        mux = Mux(ep, 1, 5.0, lambda item, r: got.append(r), limits)
+        try:
+            mux.run(One())
+        finally:
+            mux.close()
+            for s in fill:
+                s.close()
+    for r in (raw, got[0]):
+        assert r.error == ERR_TIMEOUT_CONNECT and r.error_detail == "no connection in 0.3 s"

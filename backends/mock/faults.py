@@ -49,6 +49,11 @@ from backends.errors import BackendError
 
 KINDS = ("http429", "http500", "http503", "reset_head", "reset_mid", "bad_json", "truncated", "wrong_type",
          "stall", "slow_headers", "error_event", "crash")
+# The class a client should give each fault (backends/records.py); slow_headers only when its
+# TTFT limit is shorter than --fault-delay, stall when its idle limit is shorter than the wait.
+CLIENT_CLASS = {"http429": "http_429", "http500": "http_5xx", "http503": "http_5xx", "reset_head": "reset",
+                "reset_mid": "reset", "bad_json": "protocol", "truncated": "protocol", "wrong_type": "protocol",
+                "stall": "timeout_idle", "slow_headers": "timeout_ttft", "error_event": "server_error"}
 MID_STREAM = frozenset(("reset_mid", "bad_json", "truncated", "stall", "error_event"))
 CRASH_EXIT = 75  # the exit code of an injected crash: the supervisor restarts only on it
 GENERATION = frozenset(("/v1/chat/completions", "/v1/completions"))
