@@ -62,8 +62,7 @@ class ChunkRuns:
             t, tok, run_req, run_len, start = runs_of_rows(chunks)
         keep = m.lookup(ok_ids, np.ones(ok_ids.size, bool), run_req, False)
         if not keep.all():
-            chunk_keep = np.repeat(keep, run_len)
-            t, tok = t[chunk_keep], None if tok is None else tok[chunk_keep]
+            t, tok = _kept_chunks(t, tok, start, run_len, keep)
             run_req, run_len = run_req[keep], run_len[keep]
             start = np.r_[0, np.cumsum(run_len)[:-1]].astype(np.int64) if run_len.size else run_len
         if not run_len.size:
@@ -144,6 +143,29 @@ class ChunkRuns:
     def runs_of(self, request_ids: np.ndarray, request_mask: np.ndarray) -> np.ndarray:
         """Run mask: the runs of the requests selected by a per-request mask."""
         return m.lookup(request_ids, np.asarray(request_mask, bool), self.run_request, False)
+
+
+def _kept_chunks(t: np.ndarray, tok: np.ndarray | None, start: np.ndarray, run_len: np.ndarray,
+                 keep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The chunks of the kept runs, in order. The dropped runs (failed requests) are few, so the
+    kept stretches between them are copied whole into a scratch array (profiler.scratch) instead
+    of gathering chunk by chunk into a fresh one: at 25 M chunks a point, the fresh array's page
+    faults and the per-chunk mask cost about 0.5 s."""
+    n = int(run_len[keep].sum())
+    drop = np.flatnonzero(~keep)
+    if drop.size > 10_000:  # many dropped runs: one masked gather is cheaper than many copies
+        mask = np.repeat(keep, run_len)
+        return t[mask], None if tok is None else tok[mask]
+    cuts = np.r_[0, np.ravel(np.column_stack((start[drop], start[drop] + run_len[drop]))), t.size]
+    out_t = scratch("kept-chunk-times", n, t.dtype)
+    out_tok = None if tok is None else np.empty(n, tok.dtype)
+    pos = 0
+    for a, b in zip(cuts[0::2].tolist(), cuts[1::2].tolist(), strict=True):  # the kept stretches
+        out_t[pos:pos + b - a] = t[a:b]
+        if out_tok is not None:
+            out_tok[pos:pos + b - a] = tok[a:b]
+        pos += b - a
+    return out_t, out_tok
 
 
 def runs_of_rows(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

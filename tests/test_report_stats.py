@@ -80,3 +80,25 @@ def test_missing_chunks_gives_not_measured_itl(tmp_path):
     e = st.bootstrap_metric(s, "itl_p50", 200, np.random.default_rng(0))
     assert np.isnan(e.value)
     assert isinstance(run_samples(load_run(run_dir)), dict) and len(pd.read_csv(run_dir / rf.POINTS_CSV)) == 1
+
+
+@pytest.mark.parametrize("first_band", [1, 256])
+@pytest.mark.parametrize("stat", ["mean", "p50", "p90", "p99", "p999"])
+def test_grouped_stat_equals_numpy_on_the_expanded_cluster_sample(stat, first_band, monkeypatch):
+    """Clusters of unequal size with tied values; a first band of 1 forces every widening step."""
+    from profiler.report import wquantile
+
+    monkeypatch.setattr(wquantile, "FIRST_HALF_BAND", first_band)
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 30, 60)
+    vals = np.round(rng.gamma(4.0, size=sizes.sum()), 1)  # rounding makes ties across clusters
+    group = np.repeat(np.arange(sizes.size), sizes)
+    order = np.argsort(vals, kind="stable")
+    counts = st.resample_counts(sizes.size, 50, rng)
+    got = wquantile.grouped_stat(vals[order], group[order], counts, stat)
+    q = {"p50": 50, "p90": 90, "p99": 99, "p999": 99.9}
+    want = []
+    for c in counts:
+        sample = np.repeat(vals, c[group])
+        want.append(np.mean(sample) if stat == "mean" else np.percentile(sample, q[stat]))
+    assert np.allclose(got, want, rtol=1e-12, atol=0) if stat == "mean" else np.array_equal(got, want)

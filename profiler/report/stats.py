@@ -13,6 +13,9 @@ Method (what `inferprof compare` prints):
   gaps. The points.csv value is scaled by the resample's ratio ÷ the original ratio.
 - The interval is the percentile interval of the B differences (B − A): its α/2 and 1 − α/2
   quantiles. A verdict is given only when it excludes zero.
+- A resample is a count per request; its percentile is found from the sorted values without
+  expanding it (`profiler.report.wquantile`, exact). On a subsampled point the metrics share one
+  set of B draws (`compare` passes `shared`): each metric still has B independent resamples.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from profiler.errors import UserError
 from profiler.metrics import PERCENTILES, STATS
 from profiler.report.samples import CHUNK_METRICS, REQUEST_METRICS, PointSamples
+from profiler.report.wquantile import grouped_stat
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
@@ -57,29 +61,40 @@ def resample_counts(n: int, b: int, rng: np.random.Generator) -> np.ndarray:
     if n == 0:
         return np.zeros((b, 0), np.int64)
     idx = rng.integers(0, n, size=(b, n))
-    flat = (np.arange(b)[:, None] * n + idx).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n)
+    idx += (np.arange(b) * n)[:, None]  # row r's draws counted in bins r*n .. r*n + n - 1
+    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+
+
+def _draws(n: int, b: int, rng: np.random.Generator, shared: dict | None, kind: str) -> list[np.ndarray]:
+    """The B resamples of n units as count matrices (in batches). With `shared` (one dict per
+    point), metrics over the same units reuse one set of draws: every metric still gets B
+    independent resamples of its point, the metrics' replicates are just not independent of one
+    another, which no interval here uses. Kept only while one batch holds all B (small n)."""
+    key = (kind, n, b)
+    if shared is not None and key in shared:
+        return shared[key]
+    out = [resample_counts(n, size, rng).astype(np.float64) for size in _batches(b, n)]  # for BLAS
+    if shared is not None and len(out) == 1:
+        shared[key] = out
+    return out
+
+
+def _sorted(vals: np.ndarray, groups: np.ndarray, shared: dict | None, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values ascending with their units (a stable sort), computed once per point and metric."""
+    if shared is not None and ("sorted", key) in shared:
+        return shared[("sorted", key)]
+    order = np.argsort(vals, kind="stable")
+    out = vals[order], groups[order]
+    if shared is not None:
+        shared[("sorted", key)] = out
+    return out
 
 
 def weighted_stat(sorted_values: np.ndarray, weights: np.ndarray, stat: str) -> np.ndarray:
     """`stat` of each row's weighted sample, equal to numpy's 'linear' percentile (or mean) of the
     sample in which value i appears weights[row, i] times. `sorted_values` ascending, no NaN."""
-    w = np.asarray(weights, float)
-    n_tot = w.sum(axis=1)
-    if stat == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ sorted_values) / n_tot
-    q = PERCENTILES[stat] / 100.0
-    h = (n_tot - 1) * q
-    j0 = np.floor(h)
-    j1 = np.minimum(j0 + 1, n_tot - 1)
-    c = np.cumsum(w, axis=1)
-    # the k-th (0-based) element of the expanded sample sits at the first index whose cumsum > k
-    i0 = np.minimum((c <= j0[:, None]).sum(axis=1), len(sorted_values) - 1)
-    i1 = np.minimum((c <= j1[:, None]).sum(axis=1), len(sorted_values) - 1)
-    x0, x1 = sorted_values[i0], sorted_values[i1]
-    out = x0 + (h - j0) * (x1 - x0)
-    return np.where(n_tot > 0, out, np.nan)
+    sorted_values = np.asarray(sorted_values, float)
+    return grouped_stat(sorted_values, np.arange(sorted_values.size), weights, stat)
 
 
 def _batches(b: int, units: int):
@@ -103,7 +118,7 @@ class Estimate:
 
 
 def _latency(ps: PointSamples, base: str, stat: str, b: int, rng: np.random.Generator,
-             value_ms: float | None = None) -> Estimate:
+             value_ms: float | None = None, shared: dict | None = None) -> Estimate:
     """Value and replicates (ms). On a subsample (`ps.subsampled`) the replicates are shifted by
     the full point's value (`value_ms`, from points.csv) minus the subsample's: their spread is
     that of the smaller sample, so the interval is wider than the full sample's, never narrower."""
@@ -115,20 +130,18 @@ def _latency(ps: PointSamples, base: str, stat: str, b: int, rng: np.random.Gene
         vals, groups, n = v[keep], np.flatnonzero(keep), len(v)
     if vals.size == 0 or n == 0:
         return Estimate(math.nan, np.full(b, math.nan), 0)
-    order = np.argsort(vals, kind="stable")
-    sv, sg = vals[order], groups[order]
+    sv, sg = _sorted(vals, groups, shared, base)
     value = float(np.mean(vals) if stat == "mean" else np.percentile(vals, PERCENTILES[stat])) * 1e3
-    reps = []
-    for size in _batches(b, sv.size):
-        counts = resample_counts(n, size, rng)
-        reps.append(weighted_stat(sv, counts[:, sg], stat) * 1e3)
-    replicates = np.concatenate(reps)
+    kind = "itl" if base in CHUNK_METRICS else "request"
+    replicates = np.concatenate([grouped_stat(sv, sg, counts, stat) * 1e3
+                                 for counts in _draws(n, b, rng, shared, kind)])
     if ps.subsampled and value_ms is not None and math.isfinite(value_ms):
         replicates, value = replicates + (value_ms - value), value_ms
     return Estimate(value, replicates, n, int(vals.size))
 
 
-def _throughput(ps: PointSamples, b: int, rng: np.random.Generator, value: float | None) -> Estimate:
+def _throughput(ps: PointSamples, b: int, rng: np.random.Generator, value: float | None,
+                shared: dict | None = None) -> Estimate:
     tok = ps.out_tokens
     denom = ps.arrival_gap_s if ps.mode == "rate" else ps.per_request.get("e2e", np.empty(0))
     keep = ~np.isnan(denom) & ~np.isnan(tok)
@@ -138,22 +151,21 @@ def _throughput(ps: PointSamples, b: int, rng: np.random.Generator, value: float
     ratio = tok.sum() / denom.sum()
     base = ratio if value is None or not math.isfinite(value) else value
     reps = []
-    for size in _batches(b, tok.size):
-        counts = resample_counts(tok.size, size, rng)
+    for counts in _draws(tok.size, b, rng, shared, "request"):
         with np.errstate(invalid="ignore", divide="ignore"):
             reps.append(base * ((counts @ tok) / (counts @ denom)) / ratio)
     return Estimate(float(base), np.concatenate(reps), int(tok.size))
 
 
 def bootstrap_metric(ps: PointSamples, metric: str, b: int, rng: np.random.Generator,
-                     value: float | None = None) -> Estimate:
+                     value: float | None = None, shared: dict | None = None) -> Estimate:
     """Value and bootstrap replicates of `metric` for one point. `value` is the points.csv figure:
     throughput replicates are scaled around it, and a subsampled point's latency replicates are
-    shifted to it."""
+    shifted to it. `shared`: one dict per point (and seed) lets its metrics share draws and sorts."""
     base, stat = parse_metric(metric)
     if base == "output_tok_per_s":
-        return _throughput(ps, b, rng, value)
-    return _latency(ps, base, stat, b, rng, value)
+        return _throughput(ps, b, rng, value, shared)
+    return _latency(ps, base, stat, b, rng, value, shared)
 
 
 @dataclass(frozen=True)
