@@ -47,16 +47,21 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
               command: list[str] | None = None, telemetry=None, on_point=None,
-              pricing=None) -> tuple[Path, pd.DataFrame]:
-    """Measure every point of `spec` against `target`; returns (run folder, points table)."""
+              pricing=None, quality=None) -> tuple[Path, pd.DataFrame]:
+    """Measure every point of `spec` against `target`; returns (run folder, points table).
+    `quality`: a profiler.quality.plan.QualityPlan (eval requests mixed into each point, scored after it)."""
     notices: list[str] = []
+    eval_maps: dict[int, dict] = {}
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
-        return reqs, [codec.encode(r) for r in reqs]
+        payloads = [codec.encode(r) for r in reqs]
+        if quality is not None:
+            reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed)
+        return reqs, payloads
 
     first = workload(0, spec.loads[0])
     for note in notices:
@@ -67,7 +72,10 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     manifest = rf.start_manifest(
         run_dir, command=command or sys.argv,
         endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-        preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
+        preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest,
+        **({"quality": quality.manifest(target.model)} if quality is not None else {}))
+    if quality is not None:
+        quality.copy_into(run_dir)
     writer = rf.RunWriter(run_dir)
     pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
     try:
@@ -87,14 +95,17 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
-                    telemetry, page)
+                    telemetry, page, eval_maps.pop(i, None))
                 n = _record_point(writer, facts, recorded, telemetry)
+                unscored = _score_point(quality, run_dir, i, console)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
                 progress.update(task, completed=n, total=n)
                 if on_point:
                     on_point(points.iloc[-1])
                 _stop_if_broken(results, recorded, i, target, run_dir)
+                if unscored:
+                    raise SweepError(f"{unscored}; {i + 1} measured point(s) kept in {run_dir}")
     finally:
         recorders.close()
         pool.close()
@@ -123,13 +134,25 @@ def _start_telemetry(telemetry, pricing, manifest: dict, run_dir: Path) -> None:
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page):
+def _score_point(quality, run_dir: Path, i: int, console: Console) -> str:
+    """Score the point's eval answers now that its load has ended (profiler/quality/scoring.py)."""
+    if quality is None:
+        return ""
+    from profiler.quality.scoring import score_point
+
+    if quality.judge is not None:
+        console.print(f"point {i}: the judge is scoring its answers")
+    return score_point(quality, run_dir, i)
+
+
+def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page, answers=None):
     """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
     with _TelemetryFlush(telemetry, pools[2]):
-        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
+        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live,
+                                              answers)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     hist = _server_ttft_hist(before, control.scrape(page) if page else None)
@@ -208,7 +231,7 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
 
 
 def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
-               requests, payloads, point: int, load, on_progress=None):
+               requests, payloads, point: int, load, on_progress=None, answers=None):
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
@@ -244,6 +267,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     for job in jobs:
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
+        if answers:  # eval requests: the recorder keeps their text (answers.parquet/)
+            record_jobs[-1].answers = {k: v for k, v in answers.items() if k in record_jobs[-1].specs}
     recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.
