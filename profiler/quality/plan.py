@@ -36,7 +36,7 @@ class QualityPlan:
     items: list[EvalItem]
     templates: list[str]
     dims: list[Dimension]
-    item_scorers: dict[str, Scorer]  # an item's own `scorer`, for the first dimension
+    item_scorers: dict[str, Scorer]  # items' own `scorer`, for dimensions given as NAME=item
     judge: Judge | None = None
 
     @classmethod
@@ -47,7 +47,7 @@ class QualityPlan:
         useful = dict(cfg.get("useful") or {})
         specs = [parse_dimension(s) for s in cfg.get("scorers") or ()]
         if not specs and not cfg.get("judge_url"):
-            specs = [("accuracy", "exact")]  # items name their own scorer, e.g. the synthetic sets
+            specs = [("accuracy", "item")]  # each item's own scorer (exact when it names none)
         dims = [Dimension(n, parse_scorer(s), useful.get(n, DEFAULT_THRESHOLD)) for n, s in specs]
         judge = None
         if cfg.get("judge_url"):
@@ -62,8 +62,6 @@ class QualityPlan:
         if unknown:
             raise UserError(f"--useful names {', '.join(sorted(unknown))}, not a dimension ({', '.join(names)})")
         item_scorers = {s: parse_scorer(s) for s in {it.scorer for it in items if it.scorer}}
-        if item_scorers and dims and dims[0].scorer.kind == "judge":
-            raise UserError("items name their own scorer but the only dimension is the judge: add --scorer")
         if cfg.get("sample", 0) < 0:
             raise UserError("--eval-sample must be >= 0")
         return cls(cfg, items, templates, dims, item_scorers, judge)
@@ -80,7 +78,7 @@ class QualityPlan:
                 "judge_model": self.judge.model if self.judge is not None else ""}
 
     def scorer_for(self, dim_index: int, item: EvalItem) -> Scorer:
-        if dim_index == 0 and item.scorer:
+        if self.dims[dim_index].scorer.kind == "item" and item.scorer:
             return self.item_scorers[item.scorer]
         return self.dims[dim_index].scorer
 

@@ -9,6 +9,7 @@
 - `choice`      the answer's A–E letter (`Answer: C`, `(C)`, `C)` or a lone `C`) equals the reference;
 - `json[:SCHEMA.json]` the answer (code fences stripped) parses as JSON, and validates against the
   schema when one is given (jsonschema);
+- `item`        each item's own `scorer` field (`exact` for items that name none);
 - `package.module:function` a user function `f(answer, reference)` or `f(answer, reference, item)`
   (item: a dict with id, prompt, category) returning a bool or a number in [0, 1].
 Pass/fail scorers return 0.0 or 1.0. A scorer that raises (or returns something else) on one
@@ -214,6 +215,8 @@ def parse_scorer(spec: str) -> Scorer:
     """A Scorer from `KIND[:ARG]` or `package.module:function` (see the module docstring)."""
     spec = spec.strip()
     kind, _, arg = spec.partition(":")
+    if spec == "item":
+        return Scorer(spec, "item", exact)
     if kind in BUILTIN:
         if kind == "numeric":
             return Scorer(spec, kind, numeric(_float_arg(kind, arg) if arg else 1e-6))
