@@ -150,3 +150,18 @@ def add_quality_cost(points: pd.DataFrame) -> pd.DataFrame:
     df["hosted_usd_per_useful_response"] = (pd.to_numeric(df["hosted_usd_per_request"], errors="coerce")
                                             / rate).where(rate > 0)
     return df
+
+
+def as_useful_rates(points: pd.DataFrame) -> pd.DataFrame:
+    """req_per_s and goodput_req_per_s counted in useful responses (× useful_rate), for sizing on
+    useful responses per second; UserError for a run without quality columns."""
+    from profiler.errors import UserError
+
+    if "useful_rate" not in points.columns:
+        raise UserError("--useful-rps needs a run measured with --eval (no useful_rate column)")
+    df = points.copy()
+    rate = pd.to_numeric(df["useful_rate"], errors="coerce")
+    for col in ("req_per_s", "goodput_req_per_s"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce") * rate
+    return df
