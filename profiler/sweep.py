@@ -60,7 +60,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         payloads = [codec.encode(r) for r in reqs]
         if quality is not None:
-            reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed)
+            span = 0 if spec.duration_s is None else max(4 * len(quality.pairs(i, spec.seed)), spec.requests or 0)
+            reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed, span)
         return reqs, payloads
 
     first = workload(0, spec.loads[0])
@@ -268,7 +269,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
         if answers:  # eval requests: the recorder keeps their text (answers.parquet/)
-            record_jobs[-1].answers = {k: v for k, v in answers.items() if k in record_jobs[-1].specs}
+            record_jobs[-1].answers = {k: answers[k % n] for k in record_jobs[-1].specs if k % n in answers}
     recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.

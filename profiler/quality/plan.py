@@ -4,7 +4,9 @@ point runs, and each point's eval requests mixed into its load.
 Each point's eval requests are every (item, template) pair, or with `sample` K a seeded sample of
 K items (per point) under every template. They take the place of as many of the point's synthetic
 requests, at seeded positions, so the load keeps its count, concurrency or arrival schedule; when
-there are more eval requests than the point's count, the point is the eval requests alone. Eval
+there are more eval requests than the point's count, the point is the eval requests alone. A
+`--duration` point cycles through a pool of requests from its start, so there they are placed among
+the pool's first max(4 × eval requests, --requests) requests. Eval
 requests stop naturally (no `ignore_eos`) at temperature `temperature` (0 unless set), with the
 item's `max_tokens` or the plan's.
 """
@@ -97,16 +99,18 @@ class QualityPlan:
         pairs = [(int(i), t) for i in chosen for t in range(len(self.templates))]
         return [pairs[j] for j in rng.permutation(len(pairs))]
 
-    def mix(self, codec, reqs: list[RequestSpec], payloads: list[bytes], point: int, seed: int):
-        """The point's requests with its eval requests in place: (requests, payloads, {index: (item, template)})."""
+    def mix(self, codec, reqs: list[RequestSpec], payloads: list[bytes], point: int, seed: int, span: int = 0):
+        """The point's requests with its eval requests in place: (requests, payloads, {index: (item, template)}).
+        `span`: place them among the first `span` requests (a --duration point sends a prefix of its pool)."""
         pairs = self.pairs(point, seed)
         n = len(reqs)
+        span = min(n, max(span, len(pairs))) if span else n
         if len(pairs) >= n:
             positions = list(range(len(pairs)))
             reqs, payloads = [None] * len(pairs), [None] * len(pairs)
         else:
             rng = np.random.default_rng([seed, point, 61])
-            positions = sorted(int(x) for x in rng.choice(n, size=len(pairs), replace=False))
+            positions = sorted(int(x) for x in rng.choice(span, size=len(pairs), replace=False))
             reqs, payloads = list(reqs), list(payloads)
         eval_codec = replace(codec, ignore_eos=False, temperature=float(self.cfg.get("temperature", 0.0)))
         answers = {}
