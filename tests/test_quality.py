@@ -270,6 +270,14 @@ def test_user_scorer_and_judge_end_to_end(evalset):
         (pts["judge_input_tokens"] * 1 + pts["judge_output_tokens"] * 2).to_numpy() / 1e6)
     assert pts["accuracy_by_template"].str.count(":").eq(2).all()
     assert np.allclose(pts["usd_per_useful_response"], pts["gpu_cost_usd"] / pts["useful_in_window"], rtol=1e-5)
+    cost = inferprof("cost", str(run_dir), "--gpu-price", "6", "--json")
+    assert cost.returncode == 0, cost.stderr
+    repriced = pd.DataFrame(json.loads(cost.stdout)["points"])
+    assert np.allclose(repriced["usd_per_useful_response"], 2 * pts["usd_per_useful_response"], rtol=1e-4)
+    size = inferprof("size", str(run_dir), "--useful-rps", "10", "--gpu-price", "6", "--json")
+    assert size.returncode == 0, size.stderr
+    sizing = json.loads(size.stdout)["sizing"]
+    assert sizing["capacity_per_gpu"] == pytest.approx((pts["req_per_s"] * pts["useful_rate"]).max(), rel=1e-4)
     rerun = inferprof("report", str(run_dir), "--format", "csv")
     assert rerun.returncode == 0, rerun.stderr
     assert pd.read_csv(run_dir / "points.csv").equals(pts)
