@@ -73,6 +73,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--telemetry-period", default="100ms", help="sampling period (default 100ms)")
     t.add_argument("--no-telemetry", action="store_true", help="sample nothing besides the requests")
     add_fault_args(p)
+    from profiler.quality.cli import add_quality_args
+
+    add_quality_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--all-columns", action="store_true", help="print every points.csv column")
     register_cost(sub)
     register_compare(sub)
+    from profiler.quality.cli import register as register_quality
+
+    register_quality(sub)
     return parser
 
 
@@ -113,7 +119,14 @@ def _spec_from_args(a) -> SweepSpec:
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
-                     slos=parse_slos(a.slo), transport=a.transport, **fault_spec_fields(a))
+                     slos=parse_slos(a.slo), transport=a.transport, quality=_quality_cfg(a),
+                     **fault_spec_fields(a))
+
+
+def _quality_cfg(a) -> dict | None:
+    from profiler.quality.cli import quality_cfg
+
+    return quality_cfg(a)
 
 
 def cmd_sweep(a) -> int:
@@ -157,6 +170,7 @@ def cmd_sweep(a) -> int:
 
             triton.resolve(target, a.protocol)
         telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
+        quality = _quality_plan(spec, target)
 
         def pricing(gpus: list[dict]) -> dict:
             detected = next((g.get("name") for g in gpus if g.get("name")), None)
@@ -166,7 +180,7 @@ def cmd_sweep(a) -> int:
             return p.to_dict()
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
-                                    pricing=pricing, resume=resume)
+                                    pricing=pricing, resume=resume, quality=quality)
         if not a.no_report:
             from profiler.report import write_report
 
@@ -184,6 +198,18 @@ def cmd_sweep(a) -> int:
                     console=Console(width=wide) if a.format == "table" else None)
         print(run_dir)
     return 0
+
+
+def _quality_plan(spec: SweepSpec, target):
+    """The eval set, scorers and judge, checked (the judge must score one answer) before any point."""
+    if not spec.quality:
+        return None
+    from profiler.endpoint import make_codec
+    from profiler.quality.plan import QualityPlan, check_codec
+
+    plan = QualityPlan.build(spec.quality, check_judge=True)
+    check_codec(make_codec(target), plan.items)
+    return plan
 
 
 def _telemetry_flags(a) -> tuple[list[int] | None, float]:

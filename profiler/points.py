@@ -20,16 +20,31 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     tel = read_telemetry(run_dir)
     slos = manifest.get("slos") or {}
     warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
-    rows = []
+    rows, quality = [], manifest.get("quality")
+    quality_rows = []
     for f, r, c in point_rows(run_dir, facts):
         row = summarize_point(f, r, c, slos, warmup)
         row.update(_telemetry_columns(tel, f, row, manifest.get("gpus")))
         rows.append(row)
+        if quality:  # only runs measured with an eval set (profiler/quality/)
+            quality_rows.append(_quality_columns(run_dir, f, r, warmup, quality))
     points = pd.DataFrame(rows)
     if rows:
         extra = [c for c in points.columns if c not in POINT_COLUMNS]
         points = points[[c for c in POINT_COLUMNS if c in points.columns] + extra]
-    return _with_cost(points, manifest)
+    points = _with_cost(points, manifest)
+    if quality_rows:  # after every other column
+        from profiler.quality.summary import add_quality_cost
+
+        points = add_quality_cost(pd.concat([points, pd.DataFrame(quality_rows, index=points.index)], axis=1))
+    return points
+
+
+def _quality_columns(run_dir: Path, facts: dict, req: pd.DataFrame, warmup: float, quality: dict) -> dict:
+    from profiler.quality.scoring import SCORES, read_point_files
+    from profiler.quality.summary import quality_columns
+
+    return quality_columns(facts, req, warmup, read_point_files(run_dir, SCORES, int(facts["point"])), quality)
 
 
 def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict, gpus: list | None) -> dict:

@@ -201,6 +201,7 @@ class RecordJob:
     tokenizer_path: str = ""
     spool: str = ""
     run_dir: str = ""
+    answers: dict = field(default_factory=dict)  # eval requests: index -> (item, template); their text is kept
 
     @classmethod
     def of(cls, job, spool: str = "", run_dir: str = "") -> RecordJob:
@@ -234,6 +235,7 @@ class Batch:
     chunk_t_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
     chunk_content: list[bool] = field(default_factory=list)
+    answers: list[tuple] = field(default_factory=list)  # (request, item, template, text, finish_reason)
 
     def tables(self, point: int):
         from profiler import runfolder as rf
@@ -267,6 +269,8 @@ def parse_streams(job: RecordJob, raws, out: Batch) -> None:
             bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
         ))
         _add_events(out, rid, p)
+        if job.answers and (key := job.answers.get(rid % job.total_specs)) is not None:
+            out.answers.append((rid, key[0], key[1], p.text, p.finish_reason))
 
 
 def _add_events(out: Batch, rid: int, p) -> None:
@@ -414,6 +418,8 @@ class Tail:
         if b.records:
             requests, chunks = b.tables(self.job.point)
             self.writer.add_records(self.job.point, requests, chunks)
+            if b.answers:
+                self.writer.add_answers(self.job.point, b.answers)
             s = self.summary
             ends = [r.end_ns for r in b.records]
             if track_lag:

@@ -224,6 +224,15 @@ class RunWriter:
         self._telemetry_parts += 1
         _atomic(path, lambda p: frame.to_parquet(p, index=False, compression="zstd"))
 
+    def add_answers(self, point: int, answers: list[tuple]) -> None:
+        """Append a batch of eval answers as answers.parquet/point-PPPPP-TAG-NNNN.parquet."""
+        d = self.run_dir / ANSWERS
+        d.mkdir(exist_ok=True)
+        n = 0
+        while (path := d / f"point-{point:05d}-{self.tag}{n:04d}.parquet").exists():  # bounded: finite folder
+            n += 1
+        _atomic(path, lambda p: pq.write_table(answers_table(point, answers), p, compression="zstd"))
+
 
 # Chunk rows sorted by (request, time): delta encoding stores each arrival time as its difference
 # from the previous row, a few bytes, with every nanosecond kept (benchmarks/scale/README.md).
@@ -234,3 +243,15 @@ _CHUNK_ENCODING = {"point": "DELTA_BINARY_PACKED", "request": "DELTA_BINARY_PACK
 def write_chunks(chunks: pa.Table, path: Path) -> None:
     pq.write_table(chunks, path, compression="none", use_dictionary=["content"],
                    column_encoding={c: e for c, e in _CHUNK_ENCODING.items() if c in chunks.column_names})
+
+
+ANSWERS = "answers.parquet"  # eval requests only: their text and finish reason (profiler/quality/)
+
+
+def answers_table(point: int, answers: list[tuple]) -> pa.Table:
+    cols = list(zip(*answers, strict=True))
+    return pa.table({"point": pa.array([point] * len(answers), pa.int64()),
+                     "request": pa.array(cols[0], pa.int64()), "item": pa.array(cols[1], pa.int64()),
+                     "template": pa.array(cols[2], pa.int64()), "text": pa.array(cols[3], pa.string()),
+                     "finish_reason": pa.array(cols[4], pa.string())})
+

@@ -65,6 +65,7 @@ class SweepSpec:
     max_error_rate: float | None = None  # stop a point once more than this share of a window failed
     error_window: int = 100  # finished requests per worker the error rate is judged over
     server_down_wait_s: float = 120.0  # how long a sweep waits for a server that stopped answering
+    quality: dict | None = None  # eval set, scorers, judge (profiler/quality/cli.py quality_cfg)
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

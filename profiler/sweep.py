@@ -50,17 +50,23 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
               command: list[str] | None = None, telemetry=None, on_point=None,
-              pricing=None, resume=None) -> tuple[Path, pd.DataFrame]:
+              pricing=None, resume=None, quality=None) -> tuple[Path, pd.DataFrame]:
     """Measure every point of `spec` against `target`; returns (run folder, points table).
-    `resume` (profiler.resume.Resume) continues that run folder from its first unfinished point."""
+    `resume` (profiler.resume.Resume) continues that run folder from its first unfinished point;
+    `quality`: a profiler.quality.plan.QualityPlan (eval requests mixed into each point, scored after it)."""
     notices: list[str] = []
+    eval_maps: dict[int, dict] = {}
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
-        return reqs, [codec.encode(r) for r in reqs]
+        payloads = [codec.encode(r) for r in reqs]
+        if quality is not None:
+            span = 0 if spec.duration_s is None else max(4 * len(quality.pairs(i, spec.seed)), spec.requests or 0)
+            reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed, span)
+        return reqs, payloads
 
     first_i = resume.next_point if resume is not None else 0
     first = workload(first_i, spec.loads[first_i])
@@ -75,7 +81,10 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         manifest = rf.start_manifest(
             run_dir, command=command or sys.argv,
             endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-            preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest)
+            preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest,
+            **({"quality": quality.manifest(target.model)} if quality is not None else {}))
+    if quality is not None and resume is None:
+        quality.copy_into(run_dir)
     writer = rf.RunWriter(run_dir)
     pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
     try:
@@ -98,15 +107,18 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
-                    telemetry, page)
+                    telemetry, page, eval_maps.pop(i, None))
                 stop = int(pool.stop[0])
                 facts["stop_reason"] = STOP_REASONS.get(stop, "")
                 n = _record_point(writer, facts, recorded, telemetry)
+                unscored = _score_point(quality, run_dir, i, console)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
                 progress.update(task, completed=n, total=n)
                 if on_point:
                     on_point(points.iloc[-1])
+                if unscored:
+                    raise SweepError(f"{unscored}; {i + 1} measured point(s) kept in {run_dir}")
                 _stop_if_broken(results, recorded, i, run_dir)
                 if stop == STOP_INTERRUPTED:
                     _stop_if_interrupted(signals, manifest, i + 1)
@@ -179,13 +191,25 @@ def _start_telemetry(telemetry, pricing, manifest: dict, run_dir: Path) -> None:
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page):
+def _score_point(quality, run_dir: Path, i: int, console: Console) -> str:
+    """Score the point's eval answers now that its load has ended (profiler/quality/scoring.py)."""
+    if quality is None:
+        return ""
+    from profiler.quality.scoring import score_point
+
+    if quality.judge is not None:
+        console.print(f"point {i}: the judge is scoring its answers")
+    return score_point(quality, run_dir, i)
+
+
+def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page, answers=None):
     """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
     with _TelemetryFlush(telemetry, pools[2]):
-        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
+        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live,
+                                              answers)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     hist = _server_ttft_hist(before, control.scrape(page) if page else None)
@@ -261,7 +285,7 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
 
 
 def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
-               requests, payloads, point: int, load, on_progress=None):
+               requests, payloads, point: int, load, on_progress=None, answers=None):
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
@@ -299,6 +323,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     for job in jobs:
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
+        if answers:  # eval requests: the recorder keeps their text (answers.parquet/)
+            record_jobs[-1].answers = {k: answers[k % n] for k in record_jobs[-1].specs if k % n in answers}
     recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 
 from backends.errors import BackendError
-from backends.mock import faults, payloads
+from backends.mock import answers, faults, payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
@@ -56,6 +56,7 @@ class MockConfig:
     early_role: bool = False
     hostname: str | None = None
     faults: faults.FaultPlan | None = None  # --fault rules (backends/mock/faults.py)
+    accuracy: float | None = None  # answer mode (backends/mock/answers.py); None = off
 
     @property
     def exact(self) -> bool:
@@ -262,6 +263,9 @@ class MockServerApp:
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.next_id}"
         created = int(time.time())
         model = self.cfg.model
+        if stream and self.cfg.accuracy is not None and not obj.get("ignore_eos"):
+            self._answer(conn, req, obj, chat, rid, created, prompt, n_tokens, opts, cut_after)
+            return
         if stream:
             head = response_head(200, SSE_TYPE, None, not conn.keep_alive)
             include_usage = bool(opts.get("include_usage", False))
@@ -278,6 +282,18 @@ class MockServerApp:
                 rid, created, model, prompt, n_tokens)
             final = response_head(200, b"application/json", len(body), not conn.keep_alive) + body
             self._start_job(conn, req, rid, [final], [n_tokens], prompt, n_tokens, cut_after, False)
+
+    def _answer(self, conn, req, obj, chat, rid, created, prompt, n_tokens, opts, cut_after) -> None:
+        """Answer mode: the reply of backends/mock/answers.py, stopping naturally."""
+        text = message_text(obj.get("messages")) if chat else str(obj.get("prompt", ""))
+        pieces = answers.tokens_of(answers.reply(text, self.cfg.accuracy or 0.0, self.cfg.seed))
+        finish = "stop" if len(pieces) <= n_tokens else "length"
+        pieces = pieces[:n_tokens]
+        head = response_head(200, SSE_TYPE, None, not conn.keep_alive)
+        plan = answers.answer_plan(head, rid, created, self.cfg.model, chat, prompt, pieces, finish,
+                                   bool(opts.get("include_usage", False)))
+        cut = cut_after if cut_after >= 1 << 62 else min(cut_after, len(pieces) - 1)  # --fail-midstream
+        self._start_stream(conn, req, rid, plan, prompt, len(pieces), cut, finish)
 
     def _completions(self, conn: HttpConnection, req: Request) -> None:
         self._openai(conn, req, chat=False)
@@ -441,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname", help="Hostname label of the simulated GPUs")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     faults.add_args(p)
+    p.add_argument("--accuracy", type=float, help="answer mode: synthetic eval items answered right with "
+                   "this probability (backends/mock/answers.py)")
     return p
 
 
@@ -482,7 +500,14 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
         jitter=parse_jitter(a.jitter) if a.jitter else None, chunk_log=a.chunk_log,
         record_chunks=a.record_chunks, triton_error_after=a.triton_error_after,
         early_role=a.early_role_chunk, hostname=a.hostname, faults=faults.plan_from_args(a),
+        accuracy=_accuracy(a.accuracy),
     )
+
+
+def _accuracy(v: float | None) -> float | None:
+    if v is not None and not 0.0 <= v <= 1.0:
+        raise BackendError("--accuracy must be in [0, 1]")
+    return v
 
 
 async def serve(cfg: MockConfig, host: str, port: int) -> None:

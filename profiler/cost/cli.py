@@ -120,6 +120,10 @@ POINT_TABLE: list[fmt.Column] = [
               api_usd_per_1m_output="API-style out", energy_usd_per_1m_output="energy $/1M out"),
     ("sol_output_tok_per_s", "SoL tok/s", fmt.num),
     ("sol_fraction", "of SoL", fmt.pct),
+    # runs measured with an eval set (profiler/quality/summary.py)
+    ("useful_rate", "useful", fmt.pct),
+    *_columns(fmt.money, usd_per_request="$/req", usd_per_useful_response="$/useful",
+              hosted_usd_per_useful_response="hosted $/useful"),
 ]
 
 HOSTED_TABLE: list[fmt.Column] = [
@@ -150,6 +154,9 @@ def cost_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
         n_gpus = 1.0
         notices.append("GPU count unknown (no telemetry); assuming 1 GPU")
     costed = add_cost_columns(df, pricing, n_gpus)
+    from profiler.quality.summary import add_quality_cost
+
+    costed = add_quality_cost(costed)  # repriced $/request and $/useful response (runs with an eval set)
 
     gpu_name = pricing.gpu or canonical_gpu(detected)
     model_ref = getattr(args, "model_config", None) or run_model(manifest)
@@ -274,7 +281,13 @@ def size_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
             if getattr(args, "hosted", None):
                 raise
             notices.append(f"no hosted price known for {hosted_name}; use --hosted MODEL")
-    s = size_fleet(df, target_rps=args.rps, tokens_per_day=args.tokens_per_day, headroom=args.headroom,
+    target_rps = args.rps
+    if getattr(args, "useful_rps", None) is not None:  # capacity counted in useful responses
+        from profiler.quality.summary import as_useful_rates
+
+        df, target_rps = as_useful_rates(df), args.useful_rps
+        notices.append("target in useful responses/s: each point's req/s counted × its useful_rate")
+    s = size_fleet(df, target_rps=target_rps, tokens_per_day=args.tokens_per_day, headroom=args.headroom,
                    slos=slos, tokens_kind=args.tokens_kind, usd_per_gpu_hour=od, spot_usd_per_gpu_hour=spot,
                    gpus_per_instance=args.gpus_per_instance or primary.gpus_per_instance, hosted=hosted, gpus=n_gpus)
     return {"run": str(run_dir), "model": run_model(manifest), "gpu": primary.gpu, "slos": slos or manifest.get("slos"),
@@ -460,6 +473,7 @@ def register(subparsers) -> None:
     t = s.add_mutually_exclusive_group(required=True)
     t.add_argument("--rps", type=_float, help="peak requests per second to serve")
     t.add_argument("--tokens-per-day", type=_float, help="tokens per day to serve (e.g. 5e9)")
+    t.add_argument("--useful-rps", type=_float, help="useful responses per second to serve (runs with --eval)")
     s.add_argument("--tokens-kind", choices=("output", "total"), default="output",
                    help="what --tokens-per-day counts (default: output tokens)")
     s.add_argument("--slo", help="SLOs to size for, e.g. ttft_p99=500ms,tpot_p99=50ms (default: the run's)")

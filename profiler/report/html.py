@@ -261,10 +261,17 @@ def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[
         f"<h2>Per point</h2><p class=\"sub\">{n_pts} points, {esc(mode)} {esc(loads)}; latencies over each point's "
         "steady window; untrusted points highlighted</p>", points_table(points),
         "<h2>Trust</h2>", trust_warnings(points),
+        *_quality(manifest, points),
         "<h2>Plots</h2>", plots_section(pngs),
         "<h2>What ran</h2>", what_ran(manifest, h.hosted_as_of),
     ]
     return page(f"inferprof report — {manifest.get('run_id', '')}", sub, "".join(body))
+
+
+def _quality(manifest: dict, points: pd.DataFrame) -> list[str]:
+    from profiler.quality.report import quality_section
+
+    return quality_section(manifest, points)
 
 
 def write_html(path: Path, text: str) -> Path:
