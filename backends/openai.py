@@ -53,9 +53,10 @@ class OpenAICodec:
         if self.temperature is not None:
             b["temperature"] = self.temperature
         if self.api == "chat":
-            b["messages"] = [{"role": "user", "content": req.prompt}]
+            turns = req.messages or (("user", req.prompt),)
+            b["messages"] = [{"role": role, "content": text} for role, text in turns]
         else:
-            b["prompt"] = req.prompt
+            b["prompt"] = "\n".join(t for _, t in req.messages) if req.messages else req.prompt
         return b
 
     def encode(self, req: RequestSpec) -> bytes:

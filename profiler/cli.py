@@ -71,6 +71,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--gpus", help="NVML GPU indices to sample, e.g. 0,1 (default: all)")
     t.add_argument("--telemetry-period", default="100ms", help="sampling period (default 100ms)")
     t.add_argument("--no-telemetry", action="store_true", help="sample nothing besides the requests")
+    from profiler.traffic import add_args as add_traffic_args
+
+    add_traffic_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,11 +110,13 @@ def _spec_from_args(a) -> SweepSpec:
 
     parse_length(a.input_tokens)
     parse_length(a.output_tokens)
-    return SweepSpec(mode=mode, loads=loads, requests=a.requests,
+    from profiler.traffic import apply_args as apply_traffic_args
+
+    return apply_traffic_args(a, SweepSpec(mode=mode, loads=loads, requests=a.requests,
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
-                     slos=parse_slos(a.slo), transport=a.transport)
+                     slos=parse_slos(a.slo), transport=a.transport))
 
 
 def cmd_sweep(a) -> int:

@@ -58,6 +58,16 @@ class SweepSpec:
     request_timeout_s: float = 600.0
     slos: dict[str, float] = field(default_factory=dict)
     transport: str = "epoll"  # load generator: "epoll" or "threads" (see backends/http_mux.py)
+    # production-like traffic (profiler/traffic.py)
+    dataset: str = ""  # prompt file FILE[:format]
+    dataset_output_tokens: str = ""  # overrides the recorded answer lengths (a workloads.lengths spec)
+    dataset_filter: tuple = (4, 1024, 2048)  # min tokens, max prompt, max prompt + answer
+    max_prompts: int = 0  # 0 = every prompt that passes the filter
+    trace: str = ""  # trace file FILE[:format]; points are trace_speeds
+    trace_speeds: list = field(default_factory=list)
+    trace_window: str = ""  # "START,END" seconds of trace time
+    prefix_groups: int = 0
+    prefix_tokens: int = 0
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends import control
 from profiler import runfolder as rf
+from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
@@ -53,9 +54,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
+    extra_facts: dict[int, dict] = {}  # per point, from production-like workloads (profiler/traffic.py)
+
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
-        reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
+        if traffic.active(spec):
+            reqs, extra_facts[i] = traffic.build_point(spec, target.tokenizer, n, notices, spec.seed + 1009 * i, i)
+        else:
+            reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         return reqs, [codec.encode(r) for r in reqs]
 
     first = workload(0, spec.loads[0])
@@ -88,6 +94,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
                     telemetry, page)
+                facts.update(extra_facts.pop(i, {}))
                 n = _record_point(writer, facts, recorded, telemetry)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
@@ -227,7 +234,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
                                  streams=streams, **common))
     else:
         n_arr = n if not cycle else max(1, math.ceil(load * spec.duration_s))
-        offsets = arrival_offsets(n_arr, float(load), spec.arrival, seed=spec.seed + point)
+        offsets = traffic.arrival_offsets(requests) or arrival_offsets(n_arr, float(load), spec.arrival,
+                                                                      seed=spec.seed + point)
         sched = [start_ns + int(o * 1e9) for o in offsets]
         reqs_all = [requests[j % n] for j in range(n_arr)]
         if cycle and n_arr > n:  # give cycled requests unique ids, as the closed loop does

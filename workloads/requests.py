@@ -29,6 +29,9 @@ class RequestSpec:
     input_tokens: int
     max_tokens: int
     input_exact: bool
+    # chat turns (role, text) sent instead of one user turn holding `prompt` (datasets, sessions)
+    messages: tuple[tuple[str, str], ...] = ()
+    arrival_s: float = -1.0  # trace replay: send time in seconds from the point's start; -1 = none
 
 
 def build_requests(
