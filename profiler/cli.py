@@ -25,7 +25,10 @@ from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
-EMBEDDED_PRESET = "h100-llama3-8b"  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
+EMBEDDED_PRESET = "h100-llama3-8b"
+TURN_COLUMNS = [("point", "pt", "{:.0f}"), ("concurrency", "sessions", "{:.0f}"), ("turn", "turn", "{:.0f}"),
+                ("ok", "ok", "{:.0f}"), ("ttft_p50_ms", "TTFT p50 ms", "{:.1f}"), ("ttft_p99_ms", "TTFT p99 ms", "{:.1f}"),
+                ("input_tokens_mean", "input tokens", "{:.0f}")]  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +171,11 @@ def cmd_sweep(a) -> int:
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
                                     pricing=pricing)
+        if spec.turns > 1:
+            from profiler.session_report import write_turns
+
+            print_table(write_turns(run_dir), "table", TURN_COLUMNS, title="TTFT and input length by turn",
+                        console=Console(stderr=True))
         if not a.no_report:
             from profiler.report import write_report
 

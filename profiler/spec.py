@@ -68,6 +68,8 @@ class SweepSpec:
     trace_window: str = ""  # "START,END" seconds of trace time
     prefix_groups: int = 0
     prefix_tokens: int = 0
+    turns: int = 1  # > 1: multi-turn sessions (profiler/sessions.py)
+    think_time: str = "0"  # a workloads.sessions.parse_think spec
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -59,7 +59,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         if traffic.active(spec):
-            reqs, extra_facts[i] = traffic.build_point(spec, target.tokenizer, n, notices, spec.seed + 1009 * i, i)
+            reqs, extra_facts[i] = traffic.build_point(spec, target, n, notices, spec.seed + 1009 * i, i)
         else:
             reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         return reqs, [codec.encode(r) for r in reqs]
@@ -229,7 +229,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     jobs: list[PointJob] = []
     index_of = {r.index: j for j, r in enumerate(requests)}
     if spec.mode == "concurrency":
-        for w, (streams, reqs) in enumerate(split_closed(requests, int(load), k)):
+        split = traffic.split_sessions if traffic.is_sessions(requests) else split_closed
+        for w, (streams, reqs) in enumerate(split(requests, int(load), k)):
             jobs.append(PointJob(worker=w, requests=reqs, payloads=[payloads[index_of[r.index]] for r in reqs],
                                  streams=streams, **common))
     else:
@@ -245,7 +246,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
             jobs.append(PointJob(worker=w, requests=reqs, payloads=[payloads[r.index % n] for r in reqs],
                                  arrivals_ns=arr, max_in_flight=spec.max_concurrency or 4096, **common))
             jobs[-1].total_specs = n_arr if cycle else n
-    expected = (spec.duration_s or 0) + spec.request_timeout_s + 60
+    expected = (spec.duration_s or 0) + spec.request_timeout_s + 60 + sum(r.think_s for r in requests)
     if spec.mode == "rate":
         expected += n / float(load)
     record_jobs = []

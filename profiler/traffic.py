@@ -20,10 +20,21 @@ from workloads import datasets, prefixes, traces
 from workloads.lengths import parse_length
 from workloads.prompts import load_tokenizer, make_prompt
 from workloads.requests import RequestSpec
+from workloads.sessions import build_sessions, parse_think
+
+
+def is_sessions(requests: list[RequestSpec]) -> bool:
+    return bool(requests) and requests[0].session >= 0
+
+
+def split_sessions(requests: list[RequestSpec], concurrency: int, workers: int):
+    from profiler.sessions import split_sessions as split
+
+    return split(requests, concurrency, workers)
 
 
 def active(spec: SweepSpec) -> bool:
-    return bool(spec.dataset or spec.trace or spec.prefix_groups)
+    return bool(spec.dataset or spec.trace or spec.prefix_groups or spec.turns > 1)
 
 
 @lru_cache(maxsize=4)
@@ -45,10 +56,29 @@ def trace_loads(spec: SweepSpec) -> list[float]:
     return [base * s for s in spec.trace_speeds]
 
 
-def build_point(spec: SweepSpec, tokenizer_path: str, n: int, notices: list[str], seed: int,
+def build_point(spec: SweepSpec, target, n: int, notices: list[str], seed: int,
                 point: int) -> tuple[list[RequestSpec], dict]:
-    """(requests, extra raw facts) of one point."""
+    """(requests, extra raw facts) of one point. With --turns N > 1 the point has
+    max(concurrency, ceil(n / N)) sessions whose first turns are the requests the other options
+    would build."""
+    if spec.turns <= 1:
+        return _first_turns(spec, target, n, notices, seed, point)
+    n_sessions = max(int(spec.loads[point]), -(-n // spec.turns))
+    first, facts = _first_turns(spec, target, n_sessions, notices, seed, point)
+    reqs = build_sessions(first, spec.turns, parse_length(spec.input_tokens), parse_length(spec.output_tokens),
+                          parse_think(spec.think_time), seed, _tokenizer(target.tokenizer))
+    facts["sessions"] = {"sessions": len(first), "turns": spec.turns, "think_time": spec.think_time}
+    return reqs, facts
+
+
+def _first_turns(spec: SweepSpec, target, n: int, notices: list[str], seed: int,
+                 point: int) -> tuple[list[RequestSpec], dict]:
+    tokenizer_path = target.tokenizer
     tok = _tokenizer(tokenizer_path)
+    if not (spec.dataset or spec.trace or spec.prefix_groups):
+        from profiler.endpoint import build_workload
+
+        return build_workload(spec, target, n, notices, seed), {}
     if spec.trace:
         return _trace_point(spec, tok, seed, point)
     if spec.dataset:
@@ -138,6 +168,10 @@ def add_args(p) -> None:
     g.add_argument("--trace-window", default="", help="START,END seconds of the trace to replay")
     g.add_argument("--prefix-groups", type=int, default=0, help="G shared system prompts (with --prefix-tokens)")
     g.add_argument("--prefix-tokens", type=int, default=0, help="tokens of each shared prefix")
+    g.add_argument("--turns", type=int, default=1, help="N > 1: multi-turn sessions of N turns (closed loop: "
+                   "--concurrency counts sessions); later turns add --input-tokens of new user text")
+    g.add_argument("--think-time", default="0", help="seconds between a session's turns: S | uniform:A,B | "
+                   "exponential:MEAN")
 
 
 def apply_args(a, spec: SweepSpec) -> SweepSpec:
@@ -158,9 +192,16 @@ def apply_args(a, spec: SweepSpec) -> SweepSpec:
         raise UserError("choose one of --dataset, --trace and --prefix-groups")
     if a.dataset_output_tokens:
         parse_length(a.dataset_output_tokens)
+    if a.turns < 1:
+        raise UserError("--turns must be >= 1")
+    parse_think(a.think_time)
+    if a.turns > 1 and (spec.mode != "concurrency" or spec.duration_s or a.trace):
+        raise UserError("--turns runs a closed loop of sessions: use --concurrency, without --rate, --duration "
+                        "or --trace")
     spec = replace(spec, dataset=a.dataset, dataset_output_tokens=a.dataset_output_tokens, dataset_filter=filt,
                    max_prompts=a.max_prompts, trace=a.trace, trace_window=a.trace_window,
-                   prefix_groups=max(0, a.prefix_groups), prefix_tokens=max(0, a.prefix_tokens))
+                   prefix_groups=max(0, a.prefix_groups), prefix_tokens=max(0, a.prefix_tokens), turns=a.turns,
+                   think_time=a.think_time)
     if spec.dataset:
         _pool(spec.dataset, a.tokenizer, datasets.LengthFilter(*filt), spec.seed, spec.max_prompts)
     if spec.trace:
