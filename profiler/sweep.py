@@ -139,9 +139,11 @@ def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live
         facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
-    hist = _server_ttft_hist(before, control.scrape(page) if page else None)
+    after = control.scrape(page) if page else None
+    hist = _server_ttft_hist(before, after)
     if hist:
         facts["server_ttft_hist"] = hist
+    facts.update(traffic.prefix_cache_delta(before, after))
     return facts, results, recorded
 
 

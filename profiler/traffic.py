@@ -10,6 +10,7 @@ Lengths are counted with the local tokenizer when `--tokenizer` is given (exact)
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -68,6 +69,11 @@ def build_point(spec: SweepSpec, target, n: int, notices: list[str], seed: int,
     reqs = build_sessions(first, spec.turns, parse_length(spec.input_tokens), parse_length(spec.output_tokens),
                           parse_think(spec.think_time), seed, _tokenizer(target.tokenizer))
     facts["sessions"] = {"sessions": len(first), "turns": spec.turns, "think_time": spec.think_time}
+    # a later turn could reuse everything sent and answered before it (exact with ignore_eos
+    # answers and the mock's words; a chat template adds a few tokens per turn on a real server)
+    shareable = sum(p.input_tokens + p.max_tokens for p, r in zip(reqs, reqs[1:], strict=False) if r.turn > 0)
+    shareable += (facts.get("prefix") or {}).get("shareable_tokens", 0)  # shared first turns
+    facts["prefix"] = {"shareable_tokens": shareable, "prompt_tokens": sum(r.input_tokens for r in reqs)}
     return reqs, facts
 
 
@@ -145,6 +151,32 @@ def _trace_point(spec: SweepSpec, tok, seed: int, point: int) -> tuple[list[Requ
     if any(r.hash_ids for r in rows):
         facts["prefix"] = {"shareable_tokens": shareable, "prompt_tokens": sum(r.input_tokens for r in rows)}
     return out, facts
+
+
+_PREFIX_COUNTER = re.compile(r"^vllm:(?:gpu_)?prefix_cache_(hits|queries)(?:_total)?(?:\{[^}]*\})?\s+(\S+)",
+                             re.MULTILINE)
+
+
+def prefix_cache_delta(before: str | None, after: str | None) -> dict:
+    """{"server_prefix_cache": {"hits", "queries"}}: the growth of the server's prefix-cache
+    counters (tokens; vLLM's names, summed over label sets) between the scrapes just before and
+    just after a point; {} when the server has none."""
+    if not before or not after:
+        return {}
+    a, b = _prefix_counters(before), _prefix_counters(after)
+    if not a or not b:
+        return {}
+    return {"server_prefix_cache": {k: b.get(k, 0.0) - a.get(k, 0.0) for k in ("hits", "queries")}}
+
+
+def _prefix_counters(page: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, value in _PREFIX_COUNTER.findall(page):
+        try:
+            out[kind] = out.get(kind, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out
 
 
 def arrival_offsets(requests: list[RequestSpec]) -> list[float] | None:

@@ -6,9 +6,14 @@ tables of other runs keep their columns):
   sweep's open-loop trust rules apply to a replay: an achieved rate below 95 % of the trace's
   (`rate_target` = the trace's mean rate x speed) or a lag p99 above 10 ms makes the point
   untrusted (profiler/summary.py `trust`).
-- shared prefixes: `prefix_shareable_frac` = shareable / prompt tokens (workloads/prefixes.py),
-  the hit rate an ideal prefix cache would reach; the server's own `prefix_cache_hit_rate`
-  comes from its /metrics counters (profiler/telemetry/summary.py).
+- shared prefixes (prefix groups, Mooncake hash ids, multi-turn history): `prefix_shareable_frac`
+  = shareable / prompt tokens (workloads/prefixes.py), the hit rate an ideal prefix cache would
+  reach, and next to it (in every run whose server exports the counters)
+  `server_prefix_hit_rate` = growth of the server's
+  `vllm:prefix_cache_hits` / growth of `vllm:prefix_cache_queries` between the scrapes just
+  before and just after the point (the whole point; the telemetry column
+  `prefix_cache_hit_rate` uses the periodic samples inside the point's window and can miss its
+  last requests).
 - reasoning: `ttfa_<stat>_ms`, the time to first ANSWER token (send -> first non-reasoning
   content event) over the steady window's successful requests, `reasoning_tokens_mean` (usage's
   reasoning_tokens when reported, else the reasoning events' tokens) and `reasoning_frac`
@@ -36,6 +41,10 @@ def columns(facts: dict, req, v: PointView) -> dict:
     if prefix:
         total = prefix.get("prompt_tokens") or 0
         out["prefix_shareable_frac"] = prefix.get("shareable_tokens", 0) / total if total else math.nan
+    server = facts.get("server_prefix_cache")
+    if server:
+        q = server.get("queries") or 0
+        out["server_prefix_hit_rate"] = server.get("hits", 0) / q if q > 0 else math.nan
     out.update(_reasoning(req, v))
     return out
 

@@ -58,9 +58,9 @@ def _guess(path: str, text: str) -> str:
     head = text.lstrip().split("\n", 1)[0]
     if head.startswith("{"):
         return "mooncake"
-    if "ContextTokens" in head:
+    if "ContextTokens" in head or head.startswith("TIMESTAMP"):
         return "azure"
-    if "Request tokens" in head:
+    if "Request tokens" in head or head.startswith("Timestamp"):
         return "burstgpt"
     raise WorkloadError(f"{path}: line 1: not a known trace format (give FILE:{'|'.join(FORMATS)})")
 
