@@ -89,7 +89,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
             for i, load in enumerate(spec.loads):
                 requests, payloads = first if i == 0 else workload(i, load)
                 task = progress.add_task(_label(spec, i, load),
-                                         total=spec.requests_for(load) if spec.duration_s is None else None)
+                                         total=len(requests) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
