@@ -8,6 +8,13 @@ Content detection (what makes TTFT): an event carries generated content when its
 non-empty `text` (completions) or a delta with non-empty `content`, `reasoning_content`,
 `reasoning` or any `tool_calls` (chat). Role-only preludes, empty deltas, usage-only events and
 `[DONE]` do not count.
+
+Reasoning models: an event whose delta carries only `reasoning_content` / `reasoning` (both
+names are read: vLLM renamed the field, formats.md §5) is a reasoning event; the first event with
+`content`, `tool_calls` or completions `text` is the first ANSWER event (`answer_ns`, giving the
+time to first answer token), so TTFT (first content of any kind) is unchanged. Reasoning tokens
+come from `usage.completion_tokens_details.reasoning_tokens` when the server reports it; the
+reasoning events' own token counts (one per event when unknown) are kept beside it.
 """
 
 from __future__ import annotations
@@ -53,9 +60,10 @@ class OpenAICodec:
         if self.temperature is not None:
             b["temperature"] = self.temperature
         if self.api == "chat":
-            b["messages"] = [{"role": "user", "content": req.prompt}]
+            turns = req.messages or (("user", req.prompt),)
+            b["messages"] = [{"role": role, "content": text} for role, text in turns]
         else:
-            b["prompt"] = req.prompt
+            b["prompt"] = "\n".join(t for _, t in req.messages) if req.messages else req.prompt
         return b
 
     def encode(self, req: RequestSpec) -> bytes:
@@ -100,13 +108,18 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
+            _read_reasoning_usage(usage, out)
         try:
-            piece, has_content = _read_choices(obj.get("choices") or (), out)
+            piece, has_content, is_answer = _read_choices(obj.get("choices") or (), out)
         except (TypeError, AttributeError):  # JSON, but not shaped like a chunk
             if not out.error:
                 out.error, out.error_detail = ERR_PROTOCOL, f"event is not a completion chunk: {ev.data[:80]!r}"
             continue
         if has_content:
+            if is_answer and not out.answer_ns:
+                out.answer_ns = ev.t_ns
+            elif not is_answer:
+                out.reasoning_chunk_tokens += tokens_here if tokens_here > 0 else 1
             out.content_ns.append(ev.t_ns)
             out.content_tokens.append(tokens_here)
             texts.append(piece)
@@ -121,11 +134,18 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
     return out
 
 
-def _read_choices(choices, out: ParsedStream) -> tuple[str, bool]:
-    """The generated text of one event's choices and whether they carry content (tool calls do,
-    without text); a finish_reason is noted in `out`."""
+def _read_reasoning_usage(usage: dict, out: ParsedStream) -> None:
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+        out.usage_reasoning_tokens = details["reasoning_tokens"]
+
+
+def _read_choices(choices, out: ParsedStream) -> tuple[str, bool, bool]:
+    """The generated text of one event's choices, whether they carry content (tool calls do,
+    without text) and whether any of it is answer (not reasoning); a finish_reason is noted in
+    `out`."""
     piece = ""
-    has_content = False
+    has_content = is_answer = False
     if not isinstance(choices, list | tuple):
         raise TypeError("choices is not a list")
     for choice in choices:
@@ -133,16 +153,17 @@ def _read_choices(choices, out: ParsedStream) -> tuple[str, bool]:
             out.finish_reason = str(choice["finish_reason"])
         if "delta" in choice:
             d = choice["delta"] or {}
-            for key in ("content", "reasoning_content", "reasoning"):
-                v = d.get(key)
+            # a server sending both reasoning names (the alias period) sends the same text twice
+            for key, v in (("content", d.get("content")), ("reasoning", d.get("reasoning") or d.get("reasoning_content"))):
                 if v:
                     piece += v
                     has_content = True
+                    is_answer = is_answer or key == "content"
             if d.get("tool_calls"):
-                has_content = True
+                has_content = is_answer = True
         else:
             v = choice.get("text")
             if v:
                 piece += v
-                has_content = True
-    return piece, has_content
+                has_content = is_answer = True
+    return piece, has_content, is_answer

@@ -82,6 +82,9 @@ class ParsedStream:
     bursts: int = 0  # recv() calls that delivered more than one content event
     error: str = ""
     error_detail: str = ""
+    answer_ns: int = 0  # first event carrying answer content (not reasoning); 0 if none
+    reasoning_chunk_tokens: int = 0  # tokens of reasoning-only events (1 per event when not reported)
+    usage_reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
 
 
 @dataclass(slots=True)
@@ -112,6 +115,10 @@ class RequestRecord:
     bursts: int
     response_id: str
     output_chars: int
+    # reasoning models (backends/openai.py): first_content_ns stays the first content of any kind
+    first_answer_ns: int = 0  # first event carrying answer content (after the reasoning); 0 if none
+    reasoning_tokens: int = -1  # usage.completion_tokens_details.reasoning_tokens; -1 when not reported
+    reasoning_chunk_tokens: int = 0  # tokens of the reasoning-only events (1 per event when not reported)
 
 
 REQUEST_COLUMNS = list(RequestRecord.__dataclass_fields__)

@@ -26,7 +26,10 @@ from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
-EMBEDDED_PRESET = "h100-llama3-8b"  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
+EMBEDDED_PRESET = "h100-llama3-8b"
+TURN_COLUMNS = [("point", "pt", "{:.0f}"), ("concurrency", "sessions", "{:.0f}"), ("turn", "turn", "{:.0f}"),
+                ("ok", "ok", "{:.0f}"), ("ttft_p50_ms", "TTFT p50 ms", "{:.1f}"), ("ttft_p99_ms", "TTFT p99 ms", "{:.1f}"),
+                ("input_tokens_mean", "input tokens", "{:.0f}")]  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +79,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     from profiler.quality.cli import add_quality_args
 
     add_quality_args(p)
+    from profiler.traffic import add_args as add_traffic_args
+
+    add_traffic_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,12 +121,14 @@ def _spec_from_args(a) -> SweepSpec:
 
     parse_length(a.input_tokens)
     parse_length(a.output_tokens)
-    return SweepSpec(mode=mode, loads=loads, requests=a.requests,
+    from profiler.traffic import apply_args as apply_traffic_args
+
+    return apply_traffic_args(a, SweepSpec(mode=mode, loads=loads, requests=a.requests,
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
                      slos=parse_slos(a.slo), transport=a.transport, quality=_quality_cfg(a),
-                     **fault_spec_fields(a))
+                     **fault_spec_fields(a)))
 
 
 def _quality_cfg(a) -> dict | None:
@@ -181,6 +189,11 @@ def cmd_sweep(a) -> int:
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
                                     pricing=pricing, resume=resume, quality=quality)
+        if spec.turns > 1:
+            from profiler.session_report import write_turns
+
+            print_table(write_turns(run_dir), "table", TURN_COLUMNS, title="TTFT and input length by turn",
+                        console=Console(stderr=True))
         if not a.no_report:
             from profiler.report import write_report
 

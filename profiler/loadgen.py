@@ -167,11 +167,17 @@ def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
     gc.disable()
     cpu0 = time.process_time()
     wall0 = time.perf_counter_ns()
-    if job.transport == "threads" or isinstance(job.codec, OwnTransportCodec):
+    sessions = bool(job.requests) and job.requests[0].session >= 0  # multi-turn: profiler/sessions.py
+    if sessions or job.transport == "threads" or isinstance(job.codec, OwnTransportCodec):
         stop_probe = threading.Event()
         probe = threading.Thread(target=_lag_probe, args=(stop_probe, lag, keep), daemon=True)
         probe.start()
-        nthreads = _run_closed(job, keep) if job.arrivals_ns is None else _run_open(job, keep)
+        if sessions:
+            from profiler.sessions import run_sessions
+
+            nthreads = run_sessions(job, keep)
+        else:
+            nthreads = _run_closed(job, keep) if job.arrivals_ns is None else _run_open(job, keep)
         stop_probe.set()
         probe.join(1.0)
     else:

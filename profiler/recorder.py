@@ -267,6 +267,9 @@ def parse_streams(job: RecordJob, raws, out: Batch) -> None:
             usage_completion_tokens=-1 if p.usage_completion_tokens is None else p.usage_completion_tokens,
             client_output_tokens=client_tokens, n_events=len(p.event_ns), n_content_chunks=len(p.content_ns),
             bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
+            first_answer_ns=p.answer_ns,
+            reasoning_tokens=-1 if p.usage_reasoning_tokens is None else p.usage_reasoning_tokens,
+            reasoning_chunk_tokens=p.reasoning_chunk_tokens,
         ))
         _add_events(out, rid, p)
         if job.answers and (key := job.answers.get(rid % job.total_specs)) is not None:

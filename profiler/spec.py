@@ -66,6 +66,18 @@ class SweepSpec:
     error_window: int = 100  # finished requests per worker the error rate is judged over
     server_down_wait_s: float = 120.0  # how long a sweep waits for a server that stopped answering
     quality: dict | None = None  # eval set, scorers, judge (profiler/quality/cli.py quality_cfg)
+    # production-like traffic (profiler/traffic.py)
+    dataset: str = ""  # prompt file FILE[:format]
+    dataset_output_tokens: str = ""  # overrides the recorded answer lengths (a workloads.lengths spec)
+    dataset_filter: tuple = (4, 1024, 2048)  # min tokens, max prompt, max prompt + answer
+    max_prompts: int = 0  # 0 = every prompt that passes the filter
+    trace: str = ""  # trace file FILE[:format]; points are trace_speeds
+    trace_speeds: list = field(default_factory=list)
+    trace_window: str = ""  # "START,END" seconds of trace time
+    prefix_groups: int = 0
+    prefix_tokens: int = 0
+    turns: int = 1  # > 1: multi-turn sessions (profiler/sessions.py)
+    think_time: str = "0"  # a workloads.sessions.parse_think spec
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -52,7 +52,12 @@ POINT_COLUMNS = (
 def summarize_point(facts: dict, req: pd.DataFrame, chunks: pd.DataFrame, slos: dict[str, float],
                     warmup_frac: float) -> dict:
     """points.csv row for one point. `req`/`chunks` hold only this point's rows (content chunks)."""
-    return summarize_view(PointView.build(facts, req, chunks, warmup_frac), facts, slos)
+    view = PointView.build(facts, req, chunks, warmup_frac)
+    row = summarize_view(view, facts, slos)
+    from profiler.traffic_summary import columns as traffic_columns
+
+    row.update(traffic_columns(facts, req, view))  # only for runs with traces, prefixes or reasoning
+    return row
 
 
 def summarize_view(v: PointView, facts: dict, slos: dict[str, float]) -> dict:

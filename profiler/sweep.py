@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends import control
 from backends.http1 import Timeouts
 from profiler import runfolder as rf
+from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.errors import Interrupted
 from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
@@ -59,9 +60,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
+    extra_facts: dict[int, dict] = {}  # per point, from production-like workloads (profiler/traffic.py)
+
     def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
         n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
-        reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
+        if traffic.active(spec):
+            reqs, extra_facts[i] = traffic.build_point(spec, target, n, notices, spec.seed + 1009 * i, i)
+        else:
+            reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         payloads = [codec.encode(r) for r in reqs]
         if quality is not None:
             span = 0 if spec.duration_s is None else max(4 * len(quality.pairs(i, spec.seed)), spec.requests or 0)
@@ -103,13 +109,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 pool.stop[0] = 0  # then the check: a signal from now on stops this point
                 _stop_if_interrupted(signals, manifest, i)
                 task = progress.add_task(_label(spec, i, load),
-                                         total=spec.requests_for(load) if spec.duration_s is None else None)
+                                         total=len(requests) if spec.duration_s is None else None)
                 live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
                     telemetry, page, eval_maps.pop(i, None))
                 stop = int(pool.stop[0])
                 facts["stop_reason"] = STOP_REASONS.get(stop, "")
+                facts.update(extra_facts.pop(i, {}))
                 n = _record_point(writer, facts, recorded, telemetry)
                 unscored = _score_point(quality, run_dir, i, console)
                 points = summarize_run(run_dir)
@@ -212,9 +219,11 @@ def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live
                                               answers)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
-    hist = _server_ttft_hist(before, control.scrape(page) if page else None)
+    after = control.scrape(page) if page else None
+    hist = _server_ttft_hist(before, after)
     if hist:
         facts["server_ttft_hist"] = hist
+    facts.update(traffic.prefix_cache_delta(before, after))
     return facts, results, recorded
 
 
@@ -301,12 +310,14 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     jobs: list[PointJob] = []
     index_of = {r.index: j for j, r in enumerate(requests)}
     if spec.mode == "concurrency":
-        for w, (streams, reqs) in enumerate(split_closed(requests, int(load), k)):
+        split = traffic.split_sessions if traffic.is_sessions(requests) else split_closed
+        for w, (streams, reqs) in enumerate(split(requests, int(load), k)):
             jobs.append(PointJob(worker=w, requests=reqs, payloads=[payloads[index_of[r.index]] for r in reqs],
                                  streams=streams, **common))
     else:
         n_arr = n if not cycle else max(1, math.ceil(load * spec.duration_s))
-        offsets = arrival_offsets(n_arr, float(load), spec.arrival, seed=spec.seed + point)
+        offsets = traffic.arrival_offsets(requests) or arrival_offsets(n_arr, float(load), spec.arrival,
+                                                                      seed=spec.seed + point)
         sched = [start_ns + int(o * 1e9) for o in offsets]
         reqs_all = [requests[j % n] for j in range(n_arr)]
         if cycle and n_arr > n:  # give cycled requests unique ids, as the closed loop does
@@ -316,7 +327,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
             jobs.append(PointJob(worker=w, requests=reqs, payloads=[payloads[r.index % n] for r in reqs],
                                  arrivals_ns=arr, max_in_flight=spec.max_concurrency or 4096, **common))
             jobs[-1].total_specs = n_arr if cycle else n
-    expected = (spec.duration_s or 0) + spec.request_timeout_s + 60
+    expected = (spec.duration_s or 0) + spec.request_timeout_s + 60 + sum(r.think_s for r in requests)
     if spec.mode == "rate":
         expected += n / float(load)
     record_jobs = []

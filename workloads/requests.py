@@ -29,6 +29,14 @@ class RequestSpec:
     input_tokens: int
     max_tokens: int
     input_exact: bool
+    # chat turns (role, text) sent instead of one user turn holding `prompt` (datasets, sessions)
+    messages: tuple[tuple[str, str], ...] = ()
+    arrival_s: float = -1.0  # trace replay: send time in seconds from the point's start; -1 = none
+    # multi-turn sessions (workloads/sessions.py): the session, the turn (0 = first) and the
+    # think time (s) before this turn is sent; the turn's `prompt` is its new user text only
+    session: int = -1
+    turn: int = 0
+    think_s: float = 0.0
 
 
 def build_requests(

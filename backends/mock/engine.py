@@ -41,6 +41,7 @@ class EngineRequest:
     first_token_ns: int = -1
     last_token_ns: int = -1
     state: str = "new"  # new | waiting | running | finished | aborted
+    cached_tokens: int = 0  # prompt tokens found in the prefix cache: never prefilled
 
 
 @dataclass
@@ -54,7 +55,7 @@ class BatchEngine:
     _emitters: list = field(default_factory=list)
 
     def add(self, req: EngineRequest) -> None:
-        req.prefill_left = req.prompt_tokens
+        req.prefill_left = req.prompt_tokens - req.cached_tokens
         req.state = "waiting"
         self.waiting.append(req)
 

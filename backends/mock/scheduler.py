@@ -33,7 +33,7 @@ class Job:
 
     __slots__ = ("conn", "writes", "tokens", "bounds", "n_chunks", "sent", "log_idx", "arrival_ns",
                  "first_ns", "last_ns", "cut_after", "prompt_tokens", "n_tokens", "ereq", "done",
-                 "itls", "seq", "due", "owner", "reason")
+                 "itls", "seq", "due", "owner", "reason", "cached")
 
     def __init__(self, conn: HttpConnection, writes: list[bytes], tokens: list[int], arrival_ns: int,
                  prompt_tokens: int, n_tokens: int, log_idx: int, cut_after: int) -> None:
@@ -56,6 +56,7 @@ class Job:
         self.due = 0
         self.owner = None
         self.reason = "length"  # finished_reason counted when the response completes
+        self.cached = 0  # prompt tokens served by the prefix cache (not prefilled)
         acc = 0
         bounds = []
         for k in tokens:
@@ -235,7 +236,7 @@ class EngineDriver(Sender):
 
     def add(self, job: Job, streaming: bool) -> None:
         job.owner = self
-        req = EngineRequest(job.prompt_tokens, job.n_tokens, job.arrival_ns, sink=job)
+        req = EngineRequest(job.prompt_tokens, job.n_tokens, job.arrival_ns, sink=job, cached_tokens=job.cached)
         job.ereq = req
         self.engine.add(req)
         self.active += 1

@@ -24,6 +24,9 @@ from backends.mock import answers, faults, payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
+from backends.mock.prefixcache import PrefixCache, prompt_words
+from backends.mock.reasoning import FIELDS as REASONING_FIELDS
+from backends.mock.reasoning import ReasoningDraws, reasoning_stream
 from backends.mock.scheduler import EngineDriver, ExactScheduler, Jitter, Job
 from backends.mock.telemetry import PowerMeter, ServerStats, dcgm_text, vllm_registry, vllm_text
 from backends.mock.tokens import (
@@ -57,6 +60,9 @@ class MockConfig:
     hostname: str | None = None
     faults: faults.FaultPlan | None = None  # --fault rules (backends/mock/faults.py)
     accuracy: float | None = None  # answer mode (backends/mock/answers.py); None = off
+    prefix_block: int = 16  # prefix cache block (tokens); 0 = no prefix caching (backends/mock/prefixcache.py)
+    reasoning_tokens: str = ""  # reasoning mode: a workloads.lengths spec (backends/mock/reasoning.py)
+    reasoning_field: str = "reasoning_content"
 
     @property
     def exact(self) -> bool:
@@ -96,6 +102,9 @@ class MockServerApp:
         else:
             self.sender = EngineDriver(self.stats, self.meter, self.log, cfg.preset)
         self.registry = vllm_registry(cfg.model, self.stats, self._engine_state)
+        self.prefix = PrefixCache(cfg.prefix_block, cfg.preset.kv_tokens // cfg.prefix_block) if cfg.prefix_block else None
+        self.stats.prefix = self.prefix
+        self.reasoning = ReasoningDraws(cfg.reasoning_tokens, cfg.seed, cfg.reasoning_field) if cfg.reasoning_tokens else None
         self.routes: dict[tuple[str, str], Callable[[HttpConnection, Request], None]] = {
             ("GET", "/health"): self._health,
             ("GET", "/v1/models"): self._models,
@@ -259,6 +268,7 @@ class MockServerApp:
         fail, cut_after = self._draw_faults(n_chunks, stream)
         if fail:
             raise openai_error("mock injected failure (--fail-rate)", "InternalServerError", 500)
+        cached = self.prefix.lookup(prompt_words(obj, chat)) if self.prefix is not None else 0
         self.next_id += 1
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.next_id}"
         created = int(time.time())
@@ -270,18 +280,21 @@ class MockServerApp:
             head = response_head(200, SSE_TYPE, None, not conn.keep_alive)
             include_usage = bool(opts.get("include_usage", False))
             continuous = bool(opts.get("continuous_usage_stats", False))
-            if chat:
+            if chat and self.reasoning is not None:
+                plan = reasoning_stream(head, rid, created, model, prompt, n_tokens, self.reasoning.draw(n_tokens),
+                                        self.reasoning.field, include_usage)
+            elif chat:
                 plan = payloads.chat_stream(head, rid, created, model, prompt, n_tokens, k, include_usage,
                                             continuous, self.cfg.early_role)
             else:
                 plan = payloads.completion_stream(head, rid, created, model, prompt, n_tokens, k,
                                                   include_usage, continuous)
-            self._start_stream(conn, req, rid, plan, prompt, n_tokens, cut_after)
+            self._start_stream(conn, req, rid, plan, prompt, n_tokens, cut_after, cached=cached)
         else:
             body = (payloads.chat_response if chat else payloads.completion_response)(
                 rid, created, model, prompt, n_tokens)
             final = response_head(200, b"application/json", len(body), not conn.keep_alive) + body
-            self._start_job(conn, req, rid, [final], [n_tokens], prompt, n_tokens, cut_after, False)
+            self._start_job(conn, req, rid, [final], [n_tokens], prompt, n_tokens, cut_after, False, cached=cached)
 
     def _answer(self, conn, req, obj, chat, rid, created, prompt, n_tokens, opts, cut_after) -> None:
         """Answer mode: the reply of backends/mock/answers.py, stopping naturally."""
@@ -302,19 +315,21 @@ class MockServerApp:
         self._openai(conn, req, chat=True)
 
     def _start_stream(self, conn: HttpConnection, req: Request, rid: str, plan: payloads.StreamPlan,
-                      prompt: int, n_tokens: int, cut_after: int, reason: str = "length") -> None:
+                      prompt: int, n_tokens: int, cut_after: int, reason: str = "length", cached: int = 0) -> None:
         # Headers go out at once, as uvicorn sends them when vLLM's StreamingResponse starts.
         conn.transport.write(plan.head)
         writes, tokens = plan.writes(), plan.tokens
         if self.cfg.faults is not None:
             writes, tokens, cut_after = self.cfg.faults.shape(conn, writes, tokens, cut_after)
-        self._start_job(conn, req, rid, writes, tokens, prompt, n_tokens, cut_after, True, reason)
+        self._start_job(conn, req, rid, writes, tokens, prompt, n_tokens, cut_after, True, reason, cached)
 
     def _start_job(self, conn: HttpConnection, req: Request, rid: str, writes: list[bytes], tokens: list[int],
-                   prompt: int, n_tokens: int, cut_after: int, streaming: bool, reason: str = "length") -> None:
+                   prompt: int, n_tokens: int, cut_after: int, streaming: bool, reason: str = "length",
+                   cached: int = 0) -> None:
         log_idx = self.log.new_request(rid, req.received_ns, prompt) if self.log is not None else -1
         job = Job(conn, writes, tokens, req.received_ns, prompt, n_tokens, log_idx, cut_after)
         job.reason = reason
+        job.cached = cached
         conn.job = job
         if isinstance(self.sender, ExactScheduler):
             self.stats.prompt_tokens += prompt
@@ -459,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_args(p)
     p.add_argument("--accuracy", type=float, help="answer mode: synthetic eval items answered right with "
                    "this probability (backends/mock/answers.py)")
+    p.add_argument("--prefix-block", type=int, default=16, help="prefix cache block in tokens; 0 = no prefix caching")
+    p.add_argument("--reasoning-tokens", default="", help="reasoning mode: tokens of thinking per chat request, "
+                   "e.g. 64 or uniform:16,128 (streamed before the answer)")
+    p.add_argument("--reasoning-field", default="reasoning_content", choices=REASONING_FIELDS)
     return p
 
 
@@ -492,6 +511,12 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
         raise BackendError("--jitter needs --ttft-ms and/or --itl-ms")
     if a.triton_error_after is not None and a.triton_error_after < 0:
         raise BackendError("--triton-error-after must be >= 0")
+    if a.prefix_block < 0:
+        raise BackendError("--prefix-block must be >= 0")
+    if a.reasoning_tokens:
+        from workloads.lengths import parse_length
+
+        parse_length(a.reasoning_tokens)
     if not 0 <= a.port <= 65535:
         raise BackendError("--port must be in 0..65535")
     return MockConfig(
@@ -501,6 +526,8 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
         record_chunks=a.record_chunks, triton_error_after=a.triton_error_after,
         early_role=a.early_role_chunk, hostname=a.hostname, faults=faults.plan_from_args(a),
         accuracy=_accuracy(a.accuracy),
+        prefix_block=a.prefix_block,
+        reasoning_tokens=a.reasoning_tokens, reasoning_field=a.reasoning_field,
     )
 
 

@@ -86,6 +86,7 @@ class ServerStats:
         self.itl = FastHistogram(ITL_BUCKETS)
         self.e2e = FastHistogram(REQUEST_BUCKETS)
         self.queue = FastHistogram(REQUEST_BUCKETS)
+        self.prefix = None  # the server's PrefixCache (backends/mock/prefixcache.py), when on
 
 
 class PowerMeter:
@@ -184,6 +185,11 @@ class VllmCollector:
         for reason, n in s.success.items():
             ok.add_metric([*self.values, reason], n)
         yield ok
+        if s.prefix is not None:
+            yield self._counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+                                s.prefix.queries)
+            yield self._counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+                                s.prefix.hits)
         yield self._hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", s.ttft)
         yield self._hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", s.itl)
         yield self._hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", s.e2e)

@@ -12,6 +12,7 @@ and a few requests fail. Requests are generated and written in batches, so memor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from backends.records import REQUEST_COLUMNS  # noqa: E402
+from backends.records import REQUEST_COLUMNS, RequestRecord  # noqa: E402
 from profiler import runfolder as rf  # noqa: E402
 
 MS = 1_000_000
@@ -55,7 +56,9 @@ def _batch(point: int, first: int, n: int, tokens: int, concurrency: int, t0: in
         "n_events": np.full(n, tokens + 2), "n_content_chunks": np.full(n, tokens), "bursts": np.zeros(n, np.int64),
         "response_id": np.char.add("cmpl-", ids.astype(str)), "output_chars": np.full(n, 4 * tokens),
     }
-    requests = pa.table({c: cols[c] for c in REQUEST_COLUMNS})
+    # columns added to RequestRecord later (with defaults) take their default
+    defaults = {f.name: f.default for f in dataclasses.fields(RequestRecord)}
+    requests = pa.table({c: cols[c] if c in cols else np.full(n, defaults[c]) for c in REQUEST_COLUMNS})
     chunks = pa.table({"point": np.full(n * tokens, point, np.int64), "request": np.repeat(ids, tokens),
                        "t_ns": times.ravel(), "tokens": np.full(n * tokens, -1, np.int64),
                        "content": np.ones(n * tokens, bool)})
