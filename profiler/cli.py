@@ -26,6 +26,7 @@ from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
+TELEMETRY_FLAGS = ("no_telemetry", "metrics_url", "dcgm_url", "no_nvml", "gpus", "telemetry_period")
 EMBEDDED_PRESET = "h100-llama3-8b"
 TURN_COLUMNS = [("point", "pt", "{:.0f}"), ("concurrency", "sessions", "{:.0f}"), ("turn", "turn", "{:.0f}"),
                 ("ok", "ok", "{:.0f}"), ("ttft_p50_ms", "TTFT p50 ms", "{:.1f}"), ("ttft_p99_ms", "TTFT p99 ms", "{:.1f}"),
@@ -168,7 +169,8 @@ def cmd_sweep(a) -> int:
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")
-        extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol}
+        extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
+                           "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
         target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
                         tokenizer=a.tokenizer, extra_manifest=extra)
         if a.backend == "openai":
