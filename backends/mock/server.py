@@ -24,7 +24,7 @@ from backends.mock import answers, faults, payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
-from backends.mock.prefixcache import PrefixCache, prompt_words
+from backends.mock.prefixcache import PrefixCache, generated_words, prompt_words
 from backends.mock.reasoning import FIELDS as REASONING_FIELDS
 from backends.mock.reasoning import ReasoningDraws, reasoning_stream
 from backends.mock.scheduler import EngineDriver, ExactScheduler, Jitter, Job
@@ -268,7 +268,9 @@ class MockServerApp:
         fail, cut_after = self._draw_faults(n_chunks, stream)
         if fail:
             raise openai_error("mock injected failure (--fail-rate)", "InternalServerError", 500)
-        cached = self.prefix.lookup(prompt_words(obj, chat)) if self.prefix is not None else 0
+        cached = 0
+        if self.prefix is not None:
+            cached = self.prefix.lookup(prompt_words(obj, chat), generated_words(n_tokens))
         self.next_id += 1
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.next_id}"
         created = int(time.time())

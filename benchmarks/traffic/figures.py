@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -42,23 +43,29 @@ def prefix_series(base: list[str], total: int, lengths: list[int], title: str) -
     for L in lengths:
         extra = ["--input-tokens", str(total)] if L == 0 else [
             "--prefix-groups", "4", "--prefix-tokens", str(L), "--input-tokens", str(total - L)]
-        run = sweep(*base, *extra)
+        # a seed of its own per run: a server's prefix cache outlives a run, and the same seed
+        # would rebuild the same prompts
+        run = sweep(*base, *extra, "--seed", str(1000 + L))
         p = pd.read_csv(run / "points.csv").iloc[0]
-        rows.append({"shared prefix tokens": L, "prefix_shareable_frac": float(p.get("prefix_shareable_frac", 0.0)),
+        rows.append({"shared prefix tokens": L, "prefix_shareable_frac": float(p.get("prefix_shareable_frac", math.nan)),
                      "server_prefix_hit_rate": float(p["server_prefix_hit_rate"]),
                      "ttft_p50_ms": float(p["ttft_p50_ms"]), "ttft_p99_ms": float(p["ttft_p99_ms"])})
     table(rows)
 
 
-def mock_figures() -> None:
-    prefix_series(["--concurrency", "4", "--requests", "64", "--output-tokens", "8"], 1024,
-                  [0, 256, 512, 768, 960], "Mock: shared prefixes (4 groups, 1024-token prompts, concurrency 4)")
+def trace_figure() -> None:
     print("### Mock: Azure 2023 sample trace at 1x, 2x, 4x\n")
     run = sweep("--trace", str(SAMPLES / "azure_conv_2023.csv"), "--trace-speed", "1,2,4")
     p = pd.read_csv(run / "points.csv")
     table([{k: (float(r[k]) if k != "trusted" else str(r[k])) for k in
             ("trace_speed", "rate_target", "rate_achieved", "trace_lag_p99_ms", "ttft_p50_ms", "trusted")}
            for _, r in p.iterrows()])
+
+
+def mock_figures() -> None:
+    prefix_series(["--concurrency", "4", "--requests", "64", "--output-tokens", "8"], 1024,
+                  [0, 256, 512, 768, 960], "Mock: shared prefixes (4 groups, 1024-token prompts, concurrency 4)")
+    trace_figure()
     print("### Mock: reasoning (uniform:16,64 reasoning tokens of 96 generated)\n")
     run = sweep("--concurrency", "1,8", "--requests", "64", "--output-tokens", "96",
                 "--mock-arg=--reasoning-tokens=uniform:16,64")
@@ -77,9 +84,9 @@ def mock_figures() -> None:
 
 
 def vllm_figures(url: str, tok: str) -> None:
-    base = ["--url", url, "--tokenizer", tok, "--api", "completions", "--concurrency", "2", "--requests", "24",
-            "--output-tokens", "4"]
-    prefix_series(base, 1152, [0, 256, 512, 1024], "vLLM CPU: shared prefixes (4 groups, 1152-token prompts)")
+    base = ["--url", url, "--tokenizer", tok, "--api", "completions", "--concurrency", "1", "--requests", "32",
+            "--output-tokens", "2"]
+    prefix_series(base, 1920, [0, 512, 1024, 1792], "vLLM CPU: shared prefixes (4 groups, 1920-token prompts, one at a time)")
     print("### vLLM CPU: ShareGPT sample\n")
     run = sweep("--url", url, "--tokenizer", tok, "--dataset", str(SAMPLES / "sharegpt.json"), "--concurrency",
                 "1,4", "--requests", "24")
@@ -98,8 +105,11 @@ if __name__ == "__main__":
     ap.add_argument("--vllm", default="")
     ap.add_argument("--tokenizer", default="")
     ap.add_argument("--skip-mock", action="store_true")
+    ap.add_argument("--trace-only", action="store_true")
     a = ap.parse_args()
     if not a.skip_mock:
         mock_figures()
+    if a.trace_only:
+        trace_figure()
     if a.vllm:
         vllm_figures(a.vllm, a.tokenizer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -52,10 +53,12 @@ def test_shared_prefixes_grow_vllms_hit_counter_as_predicted(vllm_url, tmp_path)
     # Every request after its group's first finds the prefix's first 4 whole 128-token blocks
     # (520 tokens hold 4 blocks whether or not vLLM adds a BOS token), so vLLM's hits counter
     # grows by (12 - 2) x 512 tokens, and its queries counter by the prompts' tokens.
+    # a fresh seed: the server's cache outlives a run, and the same seed rebuilds the same prompts
+    seed = str(time.time_ns() % 1_000_000)
     before = scrape(vllm_url)
     run_dir = run_sweep(vllm_url, tmp_path, "--api", "completions", "--prefix-groups", "2", "--prefix-tokens", "520",
                         "--input-tokens", "40", "--output-tokens", "4", "--concurrency", "1", "--requests", "12",
-                        "--tokenizer", str(_tokenizer_dir()), "--no-report")
+                        "--tokenizer", str(_tokenizer_dir()), "--seed", seed, "--no-report")
     after = scrape(vllm_url)
     req = pd.read_parquet(run_dir / "requests.parquet")
     assert len(req) == 12 and (req.error == "").all()
