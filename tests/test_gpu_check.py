@@ -153,3 +153,53 @@ def test_check_cpu_mode_end_to_end(tmp_path):
     assert {"run/points.csv", "run/manifest.json", "server.log", "summary.json"} <= set(names)
     manifest = json.loads(Path(summary["server"]["run_dir"], "manifest.json").read_text())
     assert manifest["ignore_eos"] is False
+
+
+STUB_LOAD = '''
+import json, sys, time
+for name in ("idle_before", "full", "duty50", "idle_after"):
+    start = time.perf_counter_ns()
+    time.sleep(1.4)
+    print(json.dumps({"phase": name, "start_ns": start, "end_ns": time.perf_counter_ns(), "busy_s": 0.0,
+                      "matmuls": 0, "size": 0}), flush=True)
+'''
+
+
+def test_run_samples_nvml_around_the_load_child_and_writes_its_files(tmp_path, monkeypatch):
+    """The wiring of the GPU stage (sampler thread + load child + analysis + files) on a fake NVML
+    that reads a constant 300 W with an energy counter growing at exactly 300 J/s."""
+    import time
+    from types import SimpleNamespace
+
+    import pynvml
+
+    patches = {
+        "nvmlInit": lambda: None, "nvmlShutdown": lambda: None, "nvmlDeviceGetCount": lambda: 1,
+        "nvmlDeviceGetHandleByIndex": lambda i: i, "nvmlDeviceGetUUID": lambda h: "GPU-1",
+        "nvmlDeviceGetName": lambda h: "NVIDIA H200", "nvmlSystemGetDriverVersion": lambda: "580.159.04",
+        "nvmlDeviceGetFieldValues": lambda h, ids: [SimpleNamespace(
+            nvmlReturn=pynvml.NVML_SUCCESS, valueType=pynvml.NVML_VALUE_TYPE_UNSIGNED_INT,
+            value=SimpleNamespace(uiVal=300_000))],
+        "nvmlDeviceGetTotalEnergyConsumption": lambda h: int(time.perf_counter() * 300_000),
+        "nvmlDeviceGetUtilizationRates": lambda h: SimpleNamespace(gpu=87, memory=40),
+        "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(total=2**37, free=0, used=2**30),
+        "nvmlDeviceGetClockInfo": lambda h, kind: 1980, "nvmlDeviceGetTemperatureV": lambda h, s: 41,
+        "nvmlDeviceGetCurrentClocksEventReasons": lambda h: 0x1,
+    }
+    for name, fn in patches.items():
+        monkeypatch.setattr(pynvml, name, fn)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (tmp_path / "stub.py").write_text(STUB_LOAD)
+    fake_python = tmp_path / "fakepy"
+    fake_python.write_text(f"#!/bin/sh\nexec {sys.executable} {tmp_path / 'stub.py'}\n")
+    fake_python.chmod(0o755)
+    res = telemetry_truth.run(tmp_path, python=str(fake_python), period_s=0.05, timeout_s=60)
+    assert res["nvml"] and [r["phase"] for r in res["phases"]] == ["idle_before", "full", "duty50", "idle_after"]
+    assert all(r["power_mean_w"] == pytest.approx(300.0) for r in res["phases"])
+    assert abs(res["energy"]["relative_difference"]) < 0.01
+    assert res["gpu"]["canonical"] == "h200"
+    failed = {c["name"] for c in res["checks"] if not c["ok"]}
+    assert failed == {"util_full>=0.9", "util_idle<=0.1", "util_duty_in_0.3..0.7", "power_full>duty>idle"}
+    phases = pd.read_csv(tmp_path / "telemetry_phases.csv")
+    assert list(phases["clock_event_reasons"]) == ["0x1"] * 4
+    assert set(pd.read_csv(tmp_path / "telemetry_samples.csv")["metric"]) >= {"power_w", "energy_j", "temp_c"}
