@@ -143,8 +143,8 @@ def stage_telemetry(a: argparse.Namespace, out: Path, log: Log, budget: Budget) 
     return res
 
 
-def _profiler(args: list[str], log: Log, timeout_s: float) -> dict:
-    """Run `python -m profiler ARGS --json` from the repo; its JSON (last stdout line)."""
+def _profiler(args: list[str], log: Log, timeout_s: float, parse: bool = True) -> dict:
+    """Run `python -m profiler ARGS` from the repo; its JSON output when `parse`."""
     cmd = [sys.executable, "-m", "profiler", *args]
     log("$ " + " ".join(cmd))
     env = dict(os.environ, INFERPROF_NO_IMDS="1", PYTHONPATH=str(REPO))
@@ -155,6 +155,8 @@ def _profiler(args: list[str], log: Log, timeout_s: float) -> dict:
     if p.returncode != 0:
         raise RuntimeError(f"inferprof {args[0]} exited {p.returncode}: {p.stderr.strip()[-600:]}")
     text = p.stdout.strip()
+    if not parse:
+        return {}
     try:
         return json.loads(text)  # `cost --json` prints one indented document
     except json.JSONDecodeError:
@@ -215,7 +217,7 @@ def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log, budget:
         log(f"server healthy after {res['server_start_s']} s; warm-up request {res['warmup_s']} s")
         try:
             run_dir = Path(_profiler(sweep_args(mode, a, server.url, snap, out), log,
-                                     timeout_s=budget.left(reserve=40))["run_dir"])
+                                     timeout_s=budget.left(reserve=90))["run_dir"])
         except subprocess.TimeoutExpired:
             run_dir = latest_run(out / "runs")
             res["sweep_error"] = f"sweep stopped at the budget; points measured before are kept ({run_dir})"
@@ -225,11 +227,15 @@ def stage_server(a: argparse.Namespace, mode: dict, out: Path, log: Log, budget:
     finally:
         server.stop()
         log("server stopped")
+    if "sweep_error" in res:  # the sweep writes report.html at its end: write it for what was measured
+        _profiler(["report", str(run_dir), "--html", "--format", "csv"], log,
+                  timeout_s=budget.left(reserve=30, cap=60), parse=False)
     res["run_dir"] = str(run_dir)
     cost_args = ["cost", str(run_dir), "--model-config", str(snap), "--json"]
     if a.assume_gpu:
         cost_args += ["--gpu", a.assume_gpu]
-    res["cost"] = _profiler(cost_args, log, timeout_s=budget.left(reserve=5, cap=120))
+    # at least 30 s even past the budget: the outer `timeout` of the README's command allows 80 s more
+    res["cost"] = _profiler(cost_args, log, timeout_s=max(30.0, budget.left(cap=120)))
     return res
 
 
