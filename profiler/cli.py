@@ -63,6 +63,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", default="epoll", choices=["epoll", "threads"],
                    help="load generator: one epoll loop per worker (default) or one thread per stream")
     p.add_argument("--api-key-env", default="", help="name of an environment variable holding the API key (never stored)")
+    p.add_argument("--no-ignore-eos", action="store_true",
+                   help="do not send ignore_eos (for servers that reject it, e.g. `transformers serve`); "
+                        "outputs may then end before --output-tokens")
     p.add_argument("--out", default="results", help="parent folder of the run folder (default results/)")
     p.add_argument("--json", action="store_true", help="print a JSON object with run_dir and the per-point summary")
     p.add_argument("--format", default="table", choices=FORMATS, help="format of the printed summary")
@@ -171,8 +174,10 @@ def cmd_sweep(a) -> int:
             console.print(f"embedded mock server ({a.preset}) on {url}")
         extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
                            "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
+        if a.no_ignore_eos:
+            extra["ignore_eos"] = False  # the manifest says the output lengths were the server's choice
         target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
-                        tokenizer=a.tokenizer, extra_manifest=extra)
+                        tokenizer=a.tokenizer, extra_manifest=extra, ignore_eos=not a.no_ignore_eos)
         if a.backend == "openai":
             resolve_model(target)
         else:

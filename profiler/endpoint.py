@@ -34,6 +34,7 @@ class Target:
     api_key_env: str = ""
     tokenizer: str = ""
     extra_manifest: dict = field(default_factory=dict)
+    ignore_eos: bool = True  # False for servers that reject the field (`transformers serve`)
 
 
 def resolve_model(target: Target) -> Target:
@@ -87,7 +88,8 @@ def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], 
 def make_codec(target: Target):
     endpoint = parse_url(target.url)
     if target.backend == "openai":
-        return OpenAICodec(endpoint, target.model, api=target.api, api_key_env=target.api_key_env)
+        return OpenAICodec(endpoint, target.model, api=target.api, api_key_env=target.api_key_env,
+                           ignore_eos=target.ignore_eos)
     from backends import triton
 
     return triton.make_codec(endpoint, target)

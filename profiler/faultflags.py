@@ -61,6 +61,7 @@ def resume_from_args(a):
     a.api_key_env = a.api_key_env or client.get("api_key_env", "")
     a.tokenizer = a.tokenizer or client.get("tokenizer", "")
     a.protocol = client.get("protocol", a.protocol)
+    a.no_ignore_eos = m.get("ignore_eos") is False
     for k, v in (client.get("telemetry") or {}).items():  # the same sources as the run began with
         setattr(a, k, v)
     a.out = str(resume.run_dir.parent)

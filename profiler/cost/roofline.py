@@ -149,7 +149,9 @@ def _dtype_bytes(cfg: dict) -> float:
         return 0.53  # 4-bit values + shared 8-bit scale per 32
     if method in ("awq", "gptq"):
         return 0.5 + 0.03
-    return {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}.get(str(cfg.get("torch_dtype", "bfloat16")), 2.0)
+    # transformers >= 4.56 writes "dtype"; older configs say "torch_dtype"
+    dtype = cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"
+    return {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}.get(str(dtype), 2.0)
 
 
 def model_spec_from_hf_config(cfg: dict, name: str = "config.json") -> ModelSpec:
