@@ -31,6 +31,7 @@ from backends.http1 import (
     stale_keepalive,
     take_head,
 )
+from backends.laghist import LagHistogram
 from backends.records import (
     ERR_CANCELLED,
     ERR_CLOSED,
@@ -121,7 +122,7 @@ class Mux:
         self.in_flight = 0
         # Time (µs) each loop iteration spent handling ready sockets: the most a timestamp taken
         # in that iteration can be late because of the client itself.
-        self.busy_us: list[int] = []
+        self.busy_us = LagHistogram()  # bounded: a count per µs (backends/laghist.py)
         info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
         steps = {State.CONNECTING: self._on_connected, State.SENDING: self._on_writable,

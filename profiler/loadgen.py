@@ -35,6 +35,7 @@ from backends.codec import Codec, OwnTransportCodec, Payload, Transport
 from backends.http1 import Endpoint, Timeouts
 from backends.http_mux import Feed, Item, Mux
 from backends.http_stream import Connection
+from backends.laghist import LagHistogram
 from backends.records import RawStream, RequestRecord
 from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
 from profiler.stopping import Outcomes, die_with_parent
@@ -81,7 +82,7 @@ class WorkerResult:
     chunk_content: list[bool] = field(default_factory=list)
     cpu_s: float = 0.0
     wall_s: float = 0.0
-    lag_us: list[int] = field(default_factory=list)
+    lag_us: LagHistogram = field(default_factory=LagHistogram)  # loop lag samples (µs), bounded
     threads: int = 0
     spooled: int = 0  # streams appended to the job's spool
     error: str = ""
@@ -112,7 +113,7 @@ def _timeouts(job: PointJob) -> Timeouts:
     return Timeouts(t, t, t)
 
 
-def _lag_probe(stop: threading.Event, out: list[int], keep: _Keep) -> None:
+def _lag_probe(stop: threading.Event, out: LagHistogram, keep: _Keep) -> None:
     """How late a sleeping thread wakes: the delay a stream thread's timestamp can suffer.
 
     It also publishes the finished-request count for the parent's progress display (one writer).
@@ -160,7 +161,7 @@ def run_job(job: PointJob) -> WorkerResult:
 
 
 def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
-    lag: list[int] = []
+    lag = LagHistogram()
     # A garbage collection walks every list of recorded chunks: milliseconds with nobody reading
     # the sockets. Nothing cyclic is made while the load runs, so collect after it instead.
     gc.collect()
@@ -272,7 +273,7 @@ class _OpenFeed(Feed):
         return self.i >= len(self.arr)
 
 
-def _run_mux(job: PointJob, keep: _Keep, lag: list[int]) -> int:
+def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> int:
     """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
     time per iteration (µs): how late a timestamp taken in that iteration can be."""
     closed = job.arrivals_ns is None

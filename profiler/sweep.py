@@ -8,13 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends import control
 from backends.http1 import Timeouts
+from backends.laghist import LagHistogram
 from profiler import runfolder as rf
 from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
@@ -341,7 +341,9 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.
     backlog = sum(p.stat().st_size for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
     recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
-    lags = [x for res in results for x in res.lag_us]
+    lags = LagHistogram()
+    for res in results:
+        lags.extend(res.lag_us)
     cpu = [res.cpu_s / res.wall_s for res in results if res.wall_s > 0]
     ends = [r.max_end_ns for r in recorded if r.max_end_ns]
     facts = {
@@ -350,8 +352,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
         "client": {
             "cpu_frac_max_worker": max(cpu) if cpu else math.nan,
             "cpu_frac_total": sum(cpu),
-            "lag_p99_ms": float(np.percentile(lags, 99) / 1000) if lags else math.nan,
-            "lag_max_ms": float(max(lags) / 1000) if lags else math.nan,
+            "lag_p99_ms": float(lags.percentile(99) / 1000) if len(lags) else math.nan,
+            "lag_max_ms": float(lags.max() / 1000) if len(lags) else math.nan,
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
         },

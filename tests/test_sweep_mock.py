@@ -57,6 +57,10 @@ def test_sweep_writes_the_run_folder(sweep):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["endpoint"]["model"] == "mock-llm"
     assert manifest["slos"] == {"ttft_p99": 2.0, "tpot_p99": 0.2}
+    facts = [json.loads(line) for line in (run_dir / "points.jsonl").read_text().splitlines()]
+    for f in facts:  # the loop's lag samples, merged from the workers' histograms (backends/laghist.py)
+        c = f["client"]
+        assert c["lag_samples"] > 0 and 0 <= c["lag_p99_ms"] <= c["lag_max_ms"]
 
 
 def test_latency_and_throughput_follow_the_mock_model(sweep):
