@@ -9,6 +9,7 @@ Step time of one engine iteration (vLLM-style continuous batching, chunked prefi
            + decode_base_ms * 1e-3
            + decode_per_seq_us * 1e-6 * B                         (sequences in the batch)
            + decode_per_ctx_ns * 1e-9 * C                         (sum of context tokens of the batch)
+           + moe_expert_ms * 1e-3 * (1 - (1 - moe_fraction)^B)    (MoE presets only: experts touched)
 
 At the end of a step every running request whose prompt is fully prefilled gets one token; a request
 whose prefill completes in this step gets its first token at the end of this step.
@@ -60,6 +61,10 @@ class Preset:
     sm_clock_idle_mhz: int
     sm_clock_max_mhz: int
     imitates: str  # which measured rows it reproduces
+    # MoE: time to read every expert's weights once; a step at batch B reads the share
+    # 1 - (1 - moe_fraction)^B of them (uniform routing of k of E experts, moe_fraction = k/E)
+    moe_expert_ms: float = 0.0
+    moe_fraction: float = 0.0
 
 
 # What a preset takes from its GPU (per GPU, as NVML / dcgm-exporter would show it).
@@ -170,12 +175,16 @@ def prefill_s(preset: Preset, prompt_tokens: int) -> float:
 
 
 def decode_step_s(preset: Preset, batch: int, context_tokens: int) -> float:
-    """``decode_base_ms*1e-3 + decode_per_seq_us*1e-6*batch + decode_per_ctx_ns*1e-9*context_tokens``."""
-    return (
+    """``decode_base_ms*1e-3 + decode_per_seq_us*1e-6*batch + decode_per_ctx_ns*1e-9*context_tokens``
+    (+ ``moe_expert_ms*1e-3*(1 - (1 - moe_fraction)**batch)`` for an MoE preset)."""
+    t = (
         preset.decode_base_ms * 1e-3
         + preset.decode_per_seq_us * 1e-6 * batch
         + preset.decode_per_ctx_ns * 1e-9 * context_tokens
     )
+    if preset.moe_expert_ms:
+        t += preset.moe_expert_ms * 1e-3 * (1.0 - (1.0 - preset.moe_fraction) ** max(batch, 1))
+    return t
 
 
 def step_s(preset: Preset, prefill_tokens: int, batch: int, context_tokens: int) -> float:
