@@ -5,15 +5,16 @@ The engine's step time stays the linear form of ``perfmodel.step_s`` (so the hot
 multiply-add per term); this module only computes its coefficients once per configuration. Per GPU
 of a TP group (every GPU does 1/TP of the work, in parallel)::
 
-    F    = max(dense FP8 TFLOP/s x eta_fp8, dense BF16 TFLOP/s) if weights are <= 1 byte and the
-           GPU has FP8, else dense BF16 TFLOP/s
-    BW   = HBM bandwidth x eta_bw
+    F    = min(max(dense FP8 TFLOP/s x eta_fp8, dense BF16 TFLOP/s), 2 x cap) if weights are
+           <= 1 byte and the GPU has FP8, else min(dense BF16 TFLOP/s, cap);
+           cap = tflops_per_w x TDP (sustained GEMMs run at power-limited clocks)
+    BW   = HBM bandwidth x eta_bw (weights);  BW_kv = HBM bandwidth x eta_kv (attention)
     comm = 2 allreduces per layer of hidden x 2 bytes per token: 2 x L x 2(TP-1)/TP x hidden x 2 / link
 
     prefill_us_per_token = 2 x N_active / TP / (eta_prefill x F) + comm
     decode_base_ms       = W_dense / TP / BW + step_ms + L x layer_us + [TP>1] x 2 x L x allreduce_us
     decode_per_seq_us    = 2 x N_active / TP / (eta_decode x F) + seq_us + comm
-    decode_per_ctx_ns    = L x kv_values_per_rank x kv_bytes / BW
+    decode_per_ctx_ns    = L x kv_values_per_rank x kv_bytes / BW_kv
     moe_expert_ms        = W_experts / TP / BW   (read in proportion 1 - (1 - k/E)^B, see perfmodel)
 
 ``W_dense``/``W_experts`` split the weights as in ``profiler.cost.roofline`` (uniform routing).
@@ -43,16 +44,18 @@ GIB = 2**30
 class Efficiency:
     """Achieved fractions of the datasheet and fixed costs (fitted; see module docstring)."""
 
-    eta_bw: float = 0.75  # HBM bandwidth reached by weight and KV reads
+    eta_bw: float = 0.75  # HBM bandwidth reached by weight reads (GEMV/GEMM)
+    eta_kv: float = 0.6  # HBM bandwidth reached by attention's KV-cache reads (paged attention)
     eta_prefill: float = 0.5  # dense FLOP/s reached by prefill GEMMs
     eta_decode: float = 0.3  # dense FLOP/s reached by decode GEMMs at large batch
     eta_fp8: float = 0.7  # FP8 GEMMs reach this share of the FP8/BF16 peak ratio (scales, casts)
+    tflops_per_w: float = 1.5  # sustained dense BF16 TFLOP/s per W of TDP (x2 for FP8): power cap
     step_ms: float = 1.0  # per engine step (scheduler, sampling launch, Python)
     layer_us: float = 10.0  # per layer per step (kernel launches)
     allreduce_us: float = 8.0  # latency of one allreduce (2 per layer per step when TP > 1)
     seq_us: float = 5.0  # per sequence per step (sampling, detokenisation, bookkeeping)
     mem_util: float = 0.90  # vLLM --gpu-memory-utilization
-    reserve_gb: float = 4.0  # activations, CUDA graphs, workspace per GPU
+    reserve_gb: float = 2.0  # activations, CUDA graphs, workspace per GPU
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,12 @@ def deployment(gpu: str, model: str, tp: int = 1, dtype: str = "bf16", kv_dtype:
 
 def flops(d: Deployment, eff: Efficiency) -> float:
     """Dense FLOP/s per GPU used by the GEMMs: FP8 (x eta_fp8) when weights are 8-bit and the GPU
-    has FP8 tensor cores, else BF16 (8-bit weights on an A100 are dequantised to BF16)."""
+    has FP8 tensor cores, else BF16 (8-bit weights on an A100 are dequantised to BF16); either is
+    capped by the power limit (``tflops_per_w`` x TDP, twice that for FP8)."""
+    cap = eff.tflops_per_w * d.gpu.tdp_w
     if d.weight_bytes <= 1 and d.gpu.fp8_tflops:
-        return max(d.gpu.fp8_tflops * eff.eta_fp8, d.gpu.bf16_tflops) * 1e12
-    return d.gpu.bf16_tflops * 1e12
+        return min(max(d.gpu.fp8_tflops * eff.eta_fp8, d.gpu.bf16_tflops), 2 * cap) * 1e12
+    return min(d.gpu.bf16_tflops, cap) * 1e12
 
 
 def weight_split(d: Deployment) -> tuple[float, float]:
@@ -152,7 +157,7 @@ def step_terms(d: Deployment, eff: Efficiency) -> StepTerms:
         prefill_us_per_token=1e6 * (2 * a.active_params / tp / (eff.eta_prefill * f) + comm),
         decode_base_ms=1e3 * (dense / tp / bw + eff.step_ms * 1e-3 + a.layers * eff.layer_us * 1e-6 + sync),
         decode_per_seq_us=1e6 * (2 * a.active_params / tp / (eff.eta_decode * f) + comm) + eff.seq_us,
-        decode_per_ctx_ns=1e9 * kv_bytes_per_token_rank(d) / bw,
+        decode_per_ctx_ns=1e9 * kv_bytes_per_token_rank(d) / (d.gpu.bandwidth_tbps * 1e12 * eff.eta_kv),
         moe_expert_ms=1e3 * experts / tp / bw,
         moe_fraction=a.experts_per_token / a.experts if experts else 0.0,
         kv_tokens=kv_capacity_tokens(d, eff),

@@ -5,9 +5,10 @@ configurations). All times in seconds; ``I``/``O`` = input/output tokens per req
 
 Static batch of B (TensorRT-LLM / vLLM ``benchmark_latency``, ``perfmodel.static_batch_*``)::
 
-    ttft  = step(P = B*I, batch B, context B*I)
-    itl   = decode_step(B, B*(I + O/2))
-    e2e   = ttft + (O - 1) * itl
+    b     = min(B, kv_tokens // (I + O/2))                (the rest waits for the next wave)
+    ttft  = step(P = b*I, batch b, context b*I)
+    itl   = decode_step(b, b*(I + O/2))
+    X     = B * O / (ceil(B / b) * (ttft + (O - 1) * itl))
 
 Closed loop of N clients with fixed lengths. The clients start together and every request has the
 same length, so they stay in lockstep (as the engine simulation and real fixed-length benchmarks
@@ -55,10 +56,14 @@ def _prefill(p: Preset, tokens):
 
 
 def static_batch(p: Preset, batch, i, o):
-    """(ttft_s, itl_s, output tok/s) of a static batch."""
-    ttft = _prefill(p, batch * i) + _decode(p, batch, batch * i)
-    itl = _decode(p, batch, batch * (i + o / 2))
-    return ttft, itl, batch * o / (ttft + (o - 1) * itl)
+    """(ttft_s, itl_s, output tok/s) of a static batch; a batch whose KV cache does not fit runs in
+    waves of what fits, one after the other (KV pages are taken as the sequences grow, so the
+    mean context I + O/2 is what has to fit)."""
+    b = np.maximum(np.minimum(batch, np.floor(p.kv_tokens / np.maximum(i + o / 2, 1))), 1)
+    ttft = _prefill(p, b * i) + _decode(p, b, b * i)
+    itl = _decode(p, b, b * (i + o / 2))
+    waves = np.ceil(batch / b)
+    return ttft, itl, batch * o / (waves * (ttft + (o - 1) * itl))
 
 
 def batch_cap(p: Preset, i, o, max_num_seqs=None):

@@ -74,10 +74,19 @@ def _common(path: Path, source: str) -> pd.DataFrame:
         "itl_ms": raw["itl_ms"], "tok_s": raw["output_tok_per_s_total"]})
 
 
+def _argonne(path: Path) -> pd.DataFrame:
+    df = _common(path, "argonne")
+    # The LLM-Inference-Bench A100 runs were done on ALCF's Polaris, whose nodes carry 4x
+    # A100-SXM4-40GB (the CSV does not state the size; 70B at TP4 only fits in 4x40 GB with the
+    # small KV cache these rows' steep fall-off with context shows).
+    df.loc[df["gpu"] == "a100-80gb", "gpu"] = "a100-40gb"
+    return df
+
+
 def load(measured: Path = MEASURED) -> pd.DataFrame:
     """Every usable row (GPU and model known, lengths and load given, precision representable)."""
     parts = [_trt09(measured),
-             _common(measured / "argonne_llm_inference_bench.csv", "argonne"),
+             _argonne(measured / "argonne_llm_inference_bench.csv"),
              _common(measured / "lmdeploy_a100_fp16.csv", "lmdeploy"),
              _common(measured / "trtllm_perf_overview.csv", "trtllm-perf-overview")]
     df = pd.concat(parts, ignore_index=True)[COLUMNS]

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by", default="gpu,model")
     ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
     a = ap.parse_args(argv)
-    df = calib.load(a.measured)
+    df = fit.load(a.measured)
     t0 = time.process_time()
     parts = [run(df, by) for by in a.by.split(",")]
     text = "\n\n".join(parts)
