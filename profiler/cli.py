@@ -18,6 +18,7 @@ from rich.console import Console
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import UserError
+from profiler.predict_cli import register as register_predict
 from profiler.report.cli import register as register_compare
 from profiler.slo import parse_slos
 from profiler.spec import SweepSpec, parse_duration, parse_number_list
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--all-columns", action="store_true", help="print every points.csv column")
     register_cost(sub)
     register_compare(sub)
+    register_predict(sub)
     return parser
 
 

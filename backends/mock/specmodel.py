@@ -184,3 +184,38 @@ def spec_preset(d: Deployment, eff: Efficiency | None = None, name: str = "", se
 
 def efficiency_dict(eff: Efficiency) -> dict:
     return asdict(eff)
+
+
+def server_preset(gpu: str, model: str, tp: int = 1, dtype: str = "bf16", kv_dtype: str = "bf16") -> Preset:
+    """The mock server's preset for ``--gpu``: the spec model, served under ``--model`` (``mock-llm``,
+    the server's default name, means Llama 3.1 8B)."""
+    spec_model = "llama-3.1-8b" if model == "mock-llm" else model
+    return spec_preset(deployment(gpu, spec_model, tp, dtype, kv_dtype), served_model=model)
+
+
+# The mock's GPU presets are these tuples of the spec model. perfmodel.py holds the resulting
+# numbers as literals (it may not import this module, and the hot path reads plain fields);
+# tests/test_specmodel.py checks they match, and `python3 -m backends.mock.specmodel` prints them
+# after a refit.
+PRESET_SPECS: dict[str, tuple[str, str, int, str]] = {
+    "h100-llama3-8b": ("h100-sxm", "llama-3.1-8b", 1, "bf16"),
+    "a100-llama3-8b": ("a100-80gb", "llama-3.1-8b", 1, "bf16"),
+    "l40s-llama3-8b": ("l40s", "llama-3.1-8b", 1, "fp8"),
+    "h100x8-llama3-70b": ("h100-sxm", "llama-3.1-70b", 8, "bf16"),
+}
+PRESET_FIELDS = ("prefill_us_per_token", "decode_base_ms", "decode_per_seq_us", "decode_per_ctx_ns", "kv_tokens")
+
+
+def preset_literals(eff: Efficiency | None = None) -> dict[str, dict[str, float]]:
+    """The perfmodel.PRESETS numbers each preset's tuple gives (4 significant digits)."""
+    out = {}
+    for name, (gpu, model, tp, dtype) in PRESET_SPECS.items():
+        t = step_terms(deployment(gpu, model, tp, dtype), eff or load_efficiency())
+        out[name] = {f: (int(round(getattr(t, f), -3)) if f == "kv_tokens" else float(f"{getattr(t, f):.4g}"))
+                     for f in PRESET_FIELDS}
+    return out
+
+
+if __name__ == "__main__":
+    for preset_name, values in preset_literals().items():
+        print(preset_name, values)

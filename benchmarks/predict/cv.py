@@ -1,6 +1,6 @@
 """Cross-validation of the spec model: fit on all but one GPU (or model), predict the held-out one.
 
-    python3 benchmarks/predict/cv.py [--measured DIR] [--by gpu,model] [--markdown FILE]
+    python3 benchmarks/predict/cv.py [--measured DIR] [--by gpu,model] [--markdown FILE] [--record JSON]
 
 For each fold prints, per metric (TTFT, ITL, output tok/s), the rows predicted, the median and the
 90th percentile of |relative error| = |predicted / measured - 1|, and the share of rows within
@@ -11,6 +11,7 @@ fold. Rows whose weights do not fit the held-out GPU are not predicted and are c
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -53,14 +54,25 @@ def table(rows: list[tuple[str, dict]], by: str) -> str:
     return "\n".join(lines)
 
 
-def run(df: pd.DataFrame, by: str) -> str:
+def run(df: pd.DataFrame, by: str) -> tuple[str, dict]:
+    """(markdown table, pooled summary) of the leave-one-``by``-out folds."""
     rows, pooled = [], []
     for value in sorted(df[by].unique()):
         e = fold_errors(df, by, value)
         pooled.append(e)
         rows.append((value, summarise(e)))
-    rows.append(("**pooled**", summarise(pd.concat(pooled))))
-    return table(rows, by)
+    total = summarise(pd.concat(pooled))
+    rows.append(("**pooled**", total))
+    return table(rows, by), total
+
+
+def record(path: Path, pooled: dict[str, dict]) -> None:
+    """Store the pooled figures next to the fitted terms (``inferprof predict`` quotes them)."""
+    doc = json.loads(path.read_text())
+    doc["validation"] = {by: {m: [round(v[1], 3), round(v[2], 3), round(v[3], 3), v[0]]
+                              for m, v in s.items() if v} for by, s in pooled.items()}
+    doc["validation"]["columns"] = ["median_abs_rel_err", "p90_abs_rel_err", "share_within_25pct", "rows"]
+    path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,15 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measured", type=Path, default=calib.MEASURED)
     ap.add_argument("--by", default="gpu,model")
     ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    ap.add_argument("--record", type=Path, help="add the pooled figures to this efficiency.json")
     a = ap.parse_args(argv)
     df = fit.load(a.measured)
     t0 = time.process_time()
-    parts = [run(df, by) for by in a.by.split(",")]
-    text = "\n\n".join(parts)
+    results = {by: run(df, by) for by in a.by.split(",")}
+    text = "\n\n".join(t for t, _ in results.values())
     print(text)
     print(f"\n({len(df)} rows; {time.process_time() - t0:.0f} s CPU)")
     if a.markdown:
         a.markdown.write_text(text + "\n")
+    if a.record:
+        record(a.record, {by: pooled for by, (_, pooled) in results.items()})
     return 0
 
 
