@@ -127,7 +127,8 @@ def validation_line(path=EFFICIENCY_JSON) -> str:
     except (FileNotFoundError, ValueError):
         v = {}
     if not v:
-        return "This is an estimate; its validation error is not recorded."
+        return ("ESTIMATE from datasheet specs, not a measurement; its validation error is not recorded. "
+                "Measure before you buy.")
     parts = []
     for fold, label in (("gpu", "leave-one-GPU-out"), ("model", "leave-one-model-out")):
         m = v.get(fold)

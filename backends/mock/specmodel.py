@@ -129,8 +129,9 @@ def kv_capacity_tokens(d: Deployment, eff: Efficiency) -> int:
     free = eff.mem_util * d.gpu.memory_gb * GIB - w / d.tp - eff.reserve_gb * GIB
     if free <= 0:
         need = (w / d.tp + eff.reserve_gb * GIB) / eff.mem_util / GIB
+        hint = "raise --tp" if d.weight_bytes <= 1 else "raise --tp or use fp8"
         raise BackendError(f"{d.label}: weights do not fit ({need:.0f} GB needed per GPU, "
-                           f"{d.gpu.memory_gb:g} GB available); raise --tp or use fp8")
+                           f"{d.gpu.memory_gb:g} GB available); {hint}")
     return int(free / kv_bytes_per_token_rank(d))
 
 
