@@ -141,3 +141,11 @@ def test_fitted_terms_are_physical():
     t = step_terms(deployment("h100-sxm", "llama-2-7b", 1, "fp16"), eff)
     # batch-1 decode of 13.5 GB of weights at 3.35 TB/s is at least 4.0 ms
     assert t.decode_base_ms >= 13.48e9 / 3.35e12 * 1e3
+
+
+def test_tensor_parallel_over_pcie_costs_more_than_over_nvlink():
+    pcie = deployment("l40s", "llama-3.1-70b", 4, "fp8")
+    assert not pcie.gpu.nvlink and gpu_hw("h100-sxm").nvlink
+    nvlink = replace(pcie, gpu=replace(pcie.gpu, nvlink=True))
+    assert closed(pcie, 16, 512, 256)[1] > closed(nvlink, 16, 512, 256)[1]
+    assert closed(pcie, 16, 512, 256)[0] > closed(nvlink, 16, 512, 256)[0]

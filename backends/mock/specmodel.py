@@ -9,7 +9,8 @@ of a TP group (every GPU does 1/TP of the work, in parallel)::
            <= 1 byte and the GPU has FP8, else min(dense BF16 TFLOP/s, cap);
            cap = tflops_per_w x TDP (sustained GEMMs run at power-limited clocks)
     BW   = HBM bandwidth x eta_bw (weights);  BW_kv = HBM bandwidth x eta_kv (attention)
-    comm = 2 allreduces per layer of hidden x 2 bytes per token: 2 x L x 2(TP-1)/TP x hidden x 2 / link
+    comm = 2 allreduces per layer of hidden x 2 bytes per token: 2 x L x 2(TP-1)/TP x hidden x 2 / link,
+           x pcie_comm_x on GPUs without NVLink (so is the allreduce latency)
 
     prefill_us_per_token = 2 x N_active / TP / (eta_prefill x F) + comm
     decode_base_ms       = W_dense / TP / BW + step_ms + L x layer_us + [TP>1] x 2 x L x allreduce_us
@@ -54,6 +55,7 @@ class Efficiency:
     layer_us: float = 10.0  # per layer per step (kernel launches)
     allreduce_us: float = 8.0  # latency of one allreduce (2 per layer per step when TP > 1)
     seq_us: float = 5.0  # per sequence per step (sampling, detokenisation, bookkeeping)
+    pcie_comm_x: float = 3.0  # TP traffic over PCIe: slower than its link rate (host-staged, shared)
     mem_util: float = 0.90  # vLLM --gpu-memory-utilization
     reserve_gb: float = 2.0  # activations, CUDA graphs, workspace per GPU
 
@@ -117,10 +119,16 @@ def kv_bytes_per_token_rank(d: Deployment) -> float:
     return a.layers * a.kv_values / max(split, 1) * d.kv_bytes
 
 
-def comm_s_per_token(d: Deployment) -> float:
+def comm_scale(d: Deployment, eff: Efficiency) -> float:
+    """1 over NVLink; ``pcie_comm_x`` where TP traffic crosses PCIe."""
+    return 1.0 if d.gpu.nvlink else eff.pcie_comm_x
+
+
+def comm_s_per_token(d: Deployment, eff: Efficiency) -> float:
     if d.tp == 1:
         return 0.0
-    return 2 * d.arch.layers * 2 * (d.tp - 1) / d.tp * d.arch.hidden * 2 / (d.gpu.link_gbps * 1e9)
+    ring = 2 * d.arch.layers * 2 * (d.tp - 1) / d.tp * d.arch.hidden * 2 / (d.gpu.link_gbps * 1e9)
+    return ring * comm_scale(d, eff)
 
 
 def kv_capacity_tokens(d: Deployment, eff: Efficiency) -> int:
@@ -152,8 +160,8 @@ def step_terms(d: Deployment, eff: Efficiency) -> StepTerms:
     bw = d.gpu.bandwidth_tbps * 1e12 * eff.eta_bw
     f = flops(d, eff)
     dense, experts = weight_split(d)
-    comm = comm_s_per_token(d)
-    sync = 2 * a.layers * eff.allreduce_us * 1e-6 if tp > 1 else 0.0
+    comm = comm_s_per_token(d, eff)
+    sync = 2 * a.layers * eff.allreduce_us * 1e-6 * comm_scale(d, eff) if tp > 1 else 0.0
     return StepTerms(
         prefill_us_per_token=1e6 * (2 * a.active_params / tp / (eff.eta_prefill * f) + comm),
         decode_base_ms=1e3 * (dense / tp / bw + eff.step_ms * 1e-3 + a.layers * eff.layer_us * 1e-6 + sync),

@@ -36,7 +36,7 @@ from backends.mock.specs import EFFICIENCY_JSON  # noqa: E402
 # in for weight reads, which would not carry over to other GPUs): no kernel streams more than ~92 %
 # of HBM bandwidth or reaches ~90 % of dense tensor FLOP/s.
 BOUNDS = {"eta_bw": (0.3, 0.92), "eta_kv": (0.1, 0.92), "eta_prefill": (0.2, 0.9), "eta_decode": (0.1, 0.9), "eta_fp8": (0.5, 1.0), "tflops_per_w": (0.3, 3.0), "step_ms": (0.05, 20.0),
-          "layer_us": (0.5, 100.0), "allreduce_us": (2.0, 100.0), "seq_us": (0.5, 200.0)}
+          "layer_us": (0.5, 100.0), "allreduce_us": (2.0, 100.0), "seq_us": (0.5, 200.0), "pcie_comm_x": (1.0, 20.0)}
 FITTED = tuple(BOUNDS)
 METRICS = (("ttft_ms", 1e3), ("itl_ms", 1e3), ("tok_s", 1.0))
 # Batch cap of engines that pick their own batch: trtllm-bench's heuristic tops out at 2048;
@@ -102,7 +102,8 @@ def log_errors(df: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
 
 # Speed of light: every efficiency 1, no fixed costs, no power cap.
 SOL = Efficiency(eta_bw=1.0, eta_kv=1.0, eta_prefill=1.0, eta_decode=1.0, eta_fp8=1.0, tflops_per_w=1e9,
-                 step_ms=0.0, layer_us=0.0, allreduce_us=0.0, seq_us=0.0, reserve_gb=0.0, mem_util=1.0)
+                 step_ms=0.0, layer_us=0.0, allreduce_us=0.0, seq_us=0.0, pcie_comm_x=1.0, reserve_gb=0.0,
+                 mem_util=1.0)
 
 
 def physical(df: pd.DataFrame) -> pd.DataFrame:

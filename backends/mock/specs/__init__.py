@@ -40,6 +40,7 @@ class GpuHw:
     sm_clock_idle_mhz: int
     sm_clock_max_mhz: int
     link_gbps: float  # GPU-to-GPU bandwidth per direction (NVLink, else PCIe)
+    nvlink: bool = True  # False: TP traffic crosses PCIe (and often host memory)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def gpu_table() -> dict[str, GpuHw]:
                 bandwidth_tbps=float(r["bandwidth_tbps"]), bf16_tflops=float(r["bf16_dense_tflops"]),
                 fp8_tflops=_num(r["fp8_dense_tflops"]), tdp_w=float(r["tdp_w"]), idle_w=float(r["idle_w"]),
                 sm_clock_idle_mhz=int(r["sm_clock_idle_mhz"]), sm_clock_max_mhz=int(r["sm_clock_max_mhz"]),
-                link_gbps=float(r["interconnect_gbps"]))
+                link_gbps=float(r["interconnect_gbps"]), nvlink=r["interconnect"].lower().startswith("nvlink"))
     return out
 
 
