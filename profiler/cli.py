@@ -28,10 +28,10 @@ from profiler.tables import FORMATS, SUMMARY, print_table, to_records
 EXIT_USAGE = 2
 EXIT_BUG = 1
 TELEMETRY_FLAGS = ("no_telemetry", "metrics_url", "dcgm_url", "no_nvml", "gpus", "telemetry_period")
-EMBEDDED_PRESET = "h100-llama3-8b"
+EMBEDDED_PRESET = "h100-llama3-8b"  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
 TURN_COLUMNS = [("point", "pt", "{:.0f}"), ("concurrency", "sessions", "{:.0f}"), ("turn", "turn", "{:.0f}"),
                 ("ok", "ok", "{:.0f}"), ("ttft_p50_ms", "TTFT p50 ms", "{:.1f}"), ("ttft_p99_ms", "TTFT p99 ms", "{:.1f}"),
-                ("input_tokens_mean", "input tokens", "{:.0f}")]  # the sweep's embedded mock; `mock-server` alone: MOCK_DEFAULT_PRESET
+                ("input_tokens_mean", "input tokens", "{:.0f}")]  # turns.csv as printed after a multi-turn sweep
 
 
 class _Parser(argparse.ArgumentParser):
