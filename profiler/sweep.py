@@ -80,17 +80,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
         telemetry = telemetry()
-    if resume is not None:
-        run_dir, manifest = resume.run_dir, resume.continue_manifest(command or sys.argv)
-    else:
-        run_dir = rf.new_run_dir(out_dir)
-        manifest = rf.start_manifest(
-            run_dir, command=command or sys.argv,
-            endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
-            preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest,
-            **({"quality": quality.manifest(target.model)} if quality is not None else {}))
-    if quality is not None and resume is None:
-        quality.copy_into(run_dir)
+    run_dir, manifest = _open_run(spec, target, out_dir, command or sys.argv, pre, notices, resume, quality)
     writer = rf.RunWriter(run_dir)
     pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
     try:
@@ -129,7 +119,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 _stop_if_broken(results, recorded, i, run_dir)
                 if stop == STOP_INTERRUPTED:
                     _stop_if_interrupted(signals, manifest, i + 1)
-                if stop == STOP_SERVER_DOWN or _all_unreachable(recorded) or _lost_connections(points.iloc[-1]):
+                if stop == STOP_SERVER_DOWN or _lost_server(recorded, points.iloc[-1]):
                     _await_server(spec, target, manifest, run_dir, i, console, stop == STOP_SERVER_DOWN)
     finally:
         recorders.close()
@@ -139,6 +129,22 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     return run_dir, points
 
 
+def _open_run(spec: SweepSpec, target: Target, out_dir, command: list[str], pre, notices: list[str], resume,
+              quality=None):
+    """The run folder and its manifest: a new one, or the resumed one (told it continues)."""
+    if resume is not None:
+        return resume.run_dir, resume.continue_manifest(command)
+    run_dir = rf.new_run_dir(out_dir)
+    extra = {"quality": quality.manifest(target.model)} if quality is not None else {}
+    manifest = rf.start_manifest(
+        run_dir, command=command,
+        endpoint={"url": target.url, "backend": target.backend, "api": target.api, "model": target.model},
+        preflight=pre, spec=spec.to_dict(), slos=spec.slos, notices=notices, **target.extra_manifest, **extra)
+    if quality is not None:
+        quality.copy_into(run_dir)
+    return run_dir, manifest
+
+
 def _stop_if_interrupted(signals: SweepSignals, manifest: dict, next_point: int) -> None:
     """After SIGINT/SIGTERM: the sweep ends here, with the point it was on recorded."""
     if signals.signum:
@@ -146,13 +152,10 @@ def _stop_if_interrupted(signals: SweepSignals, manifest: dict, next_point: int)
         raise Interrupted(signals.signum)
 
 
-def _all_unreachable(recorded) -> bool:
-    n = sum(r.requests for r in recorded)
-    return bool(n) and sum(r.connect_errors for r in recorded) == n
-
-
-def _lost_connections(row) -> bool:
+def _lost_server(recorded, row) -> bool:
     """Requests of the point could not connect or were reset: is the server still there?"""
+    if any(r.connect_errors for r in recorded):
+        return True
     return sum(float(row.get(c, 0) or 0) for c in ("err_connect", "err_timeout_connect", "err_reset")) > 0
 
 

@@ -70,3 +70,31 @@ def test_finished_points_give_a_search_its_history(tmp_path):
     assert [h.facts["point"] for h in history] == [0, 1]
     assert [h.row["load"] for h in history] == [h.facts["load"] for h in history]
     assert all("ttft_p99_ms" in h.row and "slo_met" in h.row for h in history)
+
+
+def test_first_signal_stops_the_point_second_acts_at_once():
+    import os
+    import signal
+
+    from profiler.stopping import STOP_INTERRUPTED, SweepSignals
+
+    stop = bytearray(1)
+    before = signal.getsignal(signal.SIGINT)
+    with SweepSignals(stop) as s:
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: no KeyboardInterrupt
+        assert s.signum == signal.SIGINT and stop[0] == STOP_INTERRUPTED
+        assert signal.getsignal(signal.SIGINT) is before  # a second Ctrl-C is Python's own again
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])
+def test_interrupted_sweep_exits_128_plus_the_signal(signum, code, monkeypatch, capsys):
+    from profiler import cli
+    from profiler.errors import Interrupted
+
+    def stopped(a):
+        raise Interrupted(signum)
+
+    monkeypatch.setattr(cli, "cmd_sweep", stopped)
+    assert cli.main(["sweep"]) == code
+    assert "--resume" in capsys.readouterr().err

@@ -164,13 +164,21 @@ class FaultPlan:
             self.again.add(id(req))
             import asyncio
 
-            asyncio.get_running_loop().call_later(self.delay_s, again, conn, req)
+            asyncio.get_running_loop().call_later(self.delay_s, self._late, conn, req, again)
         elif kind in MID_STREAM:
             self.pending[id(conn)] = kind
             return False
         else:
             return False
         return True
+
+    def _late(self, conn, req, again) -> None:
+        """slow_headers: answer now, unless the client gave up meanwhile."""
+        if conn.closed:
+            self.again.discard(id(req))
+            conn.busy = False
+            return
+        again(conn, req)
 
     def shape(self, conn, writes: list[bytes], tokens: list[int], cut_after: int):
         """A streamed response about to start: its writes, tokens and cut point with the fault of

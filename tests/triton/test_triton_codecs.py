@@ -146,10 +146,10 @@ def test_generate_stream_protocol_errors():
 
 
 def test_http_error_detail_is_tritons_message():
-    raw = RawStream(send_ns=1, headers_ns=2, end_ns=3, status=400, error="http", error_detail="HTTP 400: ...",
+    raw = RawStream(send_ns=1, headers_ns=2, end_ns=3, status=400, error="http_4xx", error_detail="HTTP 400: ...",
                     recv_ns=[3], recv_bytes=[b'{"error":"Request for unknown model: \'x\' is not found"}'])
     p = parse_generate_stream(raw)
-    assert p.error == "http" and p.error_detail == "HTTP 400: Request for unknown model: 'x' is not found"
+    assert p.error == "http_4xx" and p.error_detail == "HTTP 400: Request for unknown model: 'x' is not found"
 
 
 def test_short_error():
