@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 
+from backends import tls
 from backends.errors import BackendError
 
 
@@ -16,12 +18,14 @@ class ControlError(BackendError):
 
 def _open(req: urllib.request.Request, timeout: float) -> tuple[int, bytes, str]:
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls.context_for(req.full_url)) as r:
             return r.status, r.read(), r.headers.get("Content-Type", "")
     except urllib.error.HTTPError as e:
         return e.code, e.read() or b"", e.headers.get("Content-Type", "") if e.headers else ""
     except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLError):
+            reason = tls.describe_failure(reason)
         raise ControlError(f"cannot reach {req.full_url}: {reason}") from None
 
 

@@ -15,7 +15,8 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from backends.errors import BackendError
-from backends.records import ERR_HTTP, RawStream
+from backends.records import ERR_HTTP, ERR_RATE_LIMITED, RawStream
+from backends.tls import TLSSettings
 
 RECV_SIZE = 1 << 16  # bytes asked of each recv()
 MAX_HEAD = 65536  # a response head longer than this is an error, not something to wait for
@@ -30,24 +31,29 @@ class Endpoint:
     host: str
     port: int
     base_path: str  # URL path prefix without trailing slash, e.g. "" or "/proxy"
+    tls: TLSSettings | None = None  # https:// (backends/tls.py); None = plain http
 
     @property
     def host_header(self) -> str:
+        if self.tls is not None and self.port == 443:
+            return self.host
         return f"{self.host}:{self.port}"
 
 
-def parse_url(url: str) -> Endpoint:
-    """Split an http:// URL; raises BackendError with a one-line reason."""
+def parse_url(url: str, tls: TLSSettings | None = None) -> Endpoint:
+    """Split an http:// or https:// URL (https uses `tls`, default: verify with the system store);
+    raises BackendError with a one-line reason."""
     parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme != "http":
-        raise BackendError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http://host:port")
+    if parts.scheme not in ("http", "https"):
+        raise BackendError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http:// or https://")
     if not parts.hostname:
         raise BackendError(f"no host in URL {url!r}")
+    https = parts.scheme == "https"
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if https else 80)
     except ValueError as e:
         raise BackendError(f"bad port in URL {url!r}") from e
-    return Endpoint(parts.hostname, port, parts.path.rstrip("/"))
+    return Endpoint(parts.hostname, port, parts.path.rstrip("/"), (tls or TLSSettings()) if https else None)
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -171,7 +177,16 @@ def mark_http_error(raw: RawStream) -> None:
     """A complete response with a non-2xx status is an `http` error, with the start of its body."""
     if not 200 <= raw.status < 300 and not raw.error:
         raw.error = ERR_HTTP
-        raw.error_detail = f"HTTP {raw.status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"
+        status = f"HTTP {raw.status}"
+        if raw.status == 429:  # rate limited: a class of its own, with when the API said to retry
+            raw.error = ERR_RATE_LIMITED
+            after = header_value(raw.header_bytes, "retry-after-ms")
+            after = f"{after} ms" if after else header_value(raw.header_bytes, "retry-after")
+            status += f" (retry-after {after or 'not given'})"
+        raw.error_detail = f"{status}: {b''.join(raw.recv_bytes)[:200].decode('utf-8', 'replace')}"
+
+
+HTTP_ERRORS = frozenset((ERR_HTTP, ERR_RATE_LIMITED))  # a whole non-2xx response: nothing to parse as a stream
 
 
 def header_value(head: bytes, name: str) -> str:

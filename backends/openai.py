@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 
 from backends.errors import BackendError
-from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_HTTP, ERR_SERVER, ParsedStream, RawStream
+from backends.http1 import HTTP_ERRORS, Endpoint, encode_json_post
+from backends.records import ERR_SERVER, ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
@@ -69,7 +69,7 @@ class OpenAICodec:
 def parse_openai_stream(raw: RawStream) -> ParsedStream:
     """Read a recorded OpenAI-style SSE stream (chat or completions)."""
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    read = None if raw.error == ERR_HTTP else stream_events(raw, out, NOT_STREAMING)
+    read = None if raw.error in HTTP_ERRORS else stream_events(raw, out, NOT_STREAMING)
     if read is None:
         return out
     events, body = read
@@ -100,6 +100,9 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if isinstance(cached, int):
+                out.usage_cached_tokens = cached
         piece, has_content = _read_choices(obj.get("choices") or (), out)
         if has_content:
             out.content_ns.append(ev.t_ns)

@@ -15,6 +15,7 @@ ERR_HTTP = "http"  # non-2xx status (the status is kept in `status`)
 ERR_PROTOCOL = "protocol"  # bytes that are not HTTP / SSE as expected
 ERR_SERVER = "server_error"  # an error object inside a 200 stream (Triton does this)
 ERR_CANCELLED = "cancelled"  # stopped by the end of the point (neither good nor bad)
+ERR_RATE_LIMITED = "rate_limited"  # HTTP 429 (the Retry-After is in error_detail); never retried
 
 
 @dataclass(slots=True)
@@ -48,6 +49,7 @@ class ParsedStream:
     bursts: int = 0  # recv() calls that delivered more than one content event
     error: str = ""
     error_detail: str = ""
+    usage_cached_tokens: int | None = None  # prompt tokens the API reports as read from its cache
 
 
 @dataclass(slots=True)
@@ -78,6 +80,7 @@ class RequestRecord:
     bursts: int
     response_id: str
     output_chars: int
+    usage_cached_tokens: int = -1  # prompt tokens served from the API's cache; -1 when not reported
 
 
 REQUEST_COLUMNS = list(RequestRecord.__dataclass_fields__)

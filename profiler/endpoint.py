@@ -3,7 +3,6 @@ a preflight request. Everything here talks to the server only through `backends`
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -14,6 +13,7 @@ from backends.http1 import parse_url
 from backends.openai import OpenAICodec
 from backends.records import RawStream
 from profiler.errors import UserError
+from profiler.https import HOSTED_BACKENDS, auth_headers, make_hosted_codec
 from profiler.loadgen import open_connection
 from profiler.spec import SweepSpec
 from workloads.lengths import parse_length
@@ -34,15 +34,12 @@ class Target:
     api_key_env: str = ""
     tokenizer: str = ""
     extra_manifest: dict = field(default_factory=dict)
+    tls: object = None  # backends.tls.TLSSettings of an https:// url (profiler/https.py)
 
 
 def resolve_model(target: Target) -> Target:
     """Check the endpoint speaks the API and serves the model; pick its model when none is given."""
-    headers = {}
-    if target.api_key_env:
-        key = os.environ.get(target.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+    headers = auth_headers(target.backend, target.api_key_env)
     try:
         models = control.list_models(target.url, headers)
     except control.ControlError as e:
@@ -85,9 +82,11 @@ def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], 
 
 
 def make_codec(target: Target):
-    endpoint = parse_url(target.url)
+    endpoint = parse_url(target.url, target.tls)
     if target.backend == "openai":
         return OpenAICodec(endpoint, target.model, api=target.api, api_key_env=target.api_key_env)
+    if target.backend in HOSTED_BACKENDS:
+        return make_hosted_codec(endpoint, target)
     from backends import triton
 
     return triton.make_codec(endpoint, target)

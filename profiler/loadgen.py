@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection as Pipe
 
 from backends.codec import Codec, OwnTransportCodec, Payload, Transport
 from backends.http1 import Endpoint
-from backends.http_mux import Feed, Item, Mux
+from backends.http_mux import Feed, Item, make_mux
 from backends.http_stream import Connection
 from backends.records import RawStream, RequestRecord
 from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
@@ -260,7 +260,7 @@ def _run_mux(job: PointJob, keep: _Keep, lag: list[int]) -> int:
             _PROGRESS[0][_PROGRESS[1]] = keep.count
 
     max_conns = job.streams if closed else job.max_in_flight
-    mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
+    mux = make_mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done)
     try:
         mux.open_conns(job.streams if closed else min(8, max_conns))
         mux.run(feed)

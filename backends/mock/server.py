@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 
 from backends.errors import BackendError
-from backends.mock import payloads
+from backends.mock import hosted, payloads
+from backends.mock import tls as mock_tls
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset, get_preset
@@ -434,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the chat role chunk with the headers instead of just before the first token")
     p.add_argument("--hostname", help="Hostname label of the simulated GPUs")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    t = p.add_argument_group("TLS (https)")
+    t.add_argument("--tls", action="store_true", help="serve https with a new self-signed CA + certificate (paths printed)")
+    t.add_argument("--tls-cert", help="serve https with this PEM certificate (chain)")
+    t.add_argument("--tls-key", help="its private key")
+    t.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
+    hosted.add_args(p)
     return p
 
 
@@ -478,10 +485,12 @@ def config_from_args(a: argparse.Namespace) -> MockConfig:
     )
 
 
-async def serve(cfg: MockConfig, host: str, port: int) -> None:
+async def serve(cfg: MockConfig, host: str, port: int, ssl_context=None, setup=None) -> None:
     loop = asyncio.get_running_loop()
     server = MockServerApp(cfg)
-    srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True)
+    if setup is not None:
+        setup(server)
+    srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True, ssl=ssl_context)
     real_port = srv.sockets[0].getsockname()[1]
     print(f"LISTENING {real_port}", flush=True)
     stop = asyncio.Event()
@@ -516,12 +525,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
+        hosted.check_args(args)
+        ssl_context = mock_tls.context_from_args(args)
         loop = _new_loop(args.loop)
     except ValueError as e:
         print(f"mock-server: error: {e}", file=sys.stderr)
         return 2
     try:
-        loop.run_until_complete(serve(cfg, args.host, args.port))
+        loop.run_until_complete(serve(cfg, args.host, args.port, ssl_context, lambda app: hosted.install(app, args)))
     except OSError as e:
         print(f"mock-server: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 2

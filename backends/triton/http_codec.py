@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 
 from backends.errors import BackendError
-from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_HTTP, ParsedStream, RawStream
+from backends.http1 import HTTP_ERRORS, Endpoint, encode_json_post
+from backends.records import ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from backends.triton.responses import Accumulator, as_int, as_text, short_error
 from workloads.requests import RequestSpec
@@ -71,7 +71,7 @@ class TritonHTTPCodec(TritonCodecBase):
 def parse_generate_stream(raw: RawStream) -> ParsedStream:
     """Read a recorded generate_stream response."""
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    if raw.error == ERR_HTTP:
+    if raw.error in HTTP_ERRORS:
         body = b"".join(raw.recv_bytes)
         try:  # Triton answers {"error": "..."}: keep just the message
             out.error_detail = f"HTTP {raw.status}: {short_error(json.loads(body)['error'])}"
