@@ -95,7 +95,7 @@ def make_codec(target: Target):
 def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> dict:
     """Short requests before the sweep, so a wrong endpoint fails fast with its reason.
 
-    Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
+    Server errors (HTTP 5xx) and rate limits (429) are retried twice and then tolerated: a failing server is something
     to measure. Anything else (not streaming, refused, 4xx) stops the sweep before it starts.
     """
     probe = codec.encode(replace(requests[0], max_tokens=2))
@@ -107,11 +107,11 @@ def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> di
         finally:
             conn.close()
         parsed = codec.parse(raw)
-        if not parsed.error or raw.status >= 500:
+        if not parsed.error or raw.status >= 500 or raw.status == 429:  # a rate limit is measured too
             if not parsed.error:
                 return {"requests": 1, "max_tokens": 2, "usage_prompt_tokens": parsed.usage_prompt_tokens,
                         "usage_completion_tokens": parsed.usage_completion_tokens,
                         "note": "one short request before the first point; not in requests.parquet"}
             continue
         raise SweepError(f"test request to {codec.endpoint.host_header} failed: {parsed.error_detail or parsed.error}")
-    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx to all three; sweep goes on"}
+    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx or 429 to all three; sweep goes on"}

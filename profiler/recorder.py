@@ -265,6 +265,7 @@ def parse_streams(job: RecordJob, raws, out: Batch) -> None:
             usage_completion_tokens=-1 if p.usage_completion_tokens is None else p.usage_completion_tokens,
             client_output_tokens=client_tokens, n_events=len(p.event_ns), n_content_chunks=len(p.content_ns),
             bursts=p.bursts, response_id=p.response_id, output_chars=len(p.text),
+            usage_cached_tokens=-1 if p.usage_cached_tokens is None else p.usage_cached_tokens,
         ))
         _add_events(out, rid, p)
 
