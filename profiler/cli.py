@@ -18,7 +18,7 @@ from rich.console import Console
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import UserError
-from profiler.https import add_tls_args, tls_from_args
+from profiler.https import add_hosted_args, add_tls_args, hosted_pricing_for, tls_from_args
 from profiler.report.cli import register as register_compare
 from profiler.slo import parse_slos
 from profiler.spec import SweepSpec, parse_duration, parse_number_list
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_args(sweep)
     add_pricing_args(sweep)
     add_tls_args(sweep)
+    add_hosted_args(sweep)
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -162,8 +163,11 @@ def cmd_sweep(a) -> int:
 
             triton.resolve(target, a.protocol)
         telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
+        hosted = hosted_pricing_for(a, target, console)
 
         def pricing(gpus: list[dict]) -> dict:
+            if hosted is not None:
+                return hosted
             detected = next((g.get("name") for g in gpus if g.get("name")), None)
             p = pricing_from_args(a, detected_gpu=detected)
             if p.notice:

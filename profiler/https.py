@@ -47,3 +47,30 @@ def auth_headers(backend: str, api_key_env: str) -> dict[str, str]:
     from backends.responses import auth_headers as bearer
 
     return bearer(api_key_env)
+
+
+def add_hosted_args(p) -> None:
+    p.add_argument("--hosted-price", default="", metavar="MODEL",
+                   help="price the run at this hosted model's list prices, per token used (default for "
+                        "--backend anthropic/responses: the served model, when the price sheet knows it)")
+
+
+def hosted_pricing_for(a, target, console) -> dict | None:
+    """manifest["pricing"] of a hosted run, or None (then the GPU pricing applies). An unknown
+    --hosted-price is one line and exit 2; an unknown served model is a notice."""
+    from profiler.cost.hosted_run import hosted_pricing
+    from profiler.errors import UserError
+
+    if a.hosted_price:
+        try:
+            return hosted_pricing(a.hosted_price)
+        except ValueError as e:
+            raise UserError(f"--hosted-price: {e}") from None
+    if target.backend not in HOSTED_BACKENDS:
+        return None
+    try:
+        return hosted_pricing(target.model)
+    except ValueError:
+        console.print(f"[yellow]note:[/] no hosted price known for {target.model}; cost columns left empty "
+                      "(use --hosted-price MODEL)")
+        return None

@@ -186,17 +186,52 @@ def mock():
         yield m
 
 
+PRICED = {"openai": ["--gpu-price", "2.5"], "anthropic": ["--hosted-price", "claude-haiku-4-5-20251001"],
+          "responses": []}
+
+
 def test_three_apis_through_the_mock_give_the_same_records(mock, tmp_path):
-    tables, cached = {}, {}
+    tables, cached, runs = {}, {}, {}
     for backend in ("openai", "anthropic", "responses"):
         r = inferprof("sweep", "--url", mock.url, "--backend", backend, "--concurrency", "2", "--requests", "6",
                       "--output-tokens", "12", "--input-tokens", "10", "--no-telemetry", "--no-report",
-                      "--out", str(tmp_path / backend))
+                      "--out", str(tmp_path / backend), *PRICED[backend])
         assert r.returncode == 0, r.stderr
-        req = pd.read_parquet(Path(r.stdout.strip().splitlines()[-1]) / "requests.parquet").sort_values("request")
+        runs[backend] = Path(r.stdout.strip().splitlines()[-1])
+        req = pd.read_parquet(runs[backend] / "requests.parquet").sort_values("request")
         tables[backend] = req[COMPARED].reset_index(drop=True)
         cached[backend] = set(req["usage_cached_tokens"])
     assert (tables["openai"]["error"] == "").all() and (tables["openai"]["usage_completion_tokens"] == 12).all()
     assert cached == {"openai": {-1}, "anthropic": {4}, "responses": {4}}  # the mock's chat reports no cache
     pd.testing.assert_frame_equal(tables["anthropic"], tables["openai"])
     pd.testing.assert_frame_equal(tables["responses"], tables["openai"])
+    _hosted_cost_is_the_list_price_of_the_tokens_used(runs["anthropic"])
+    _compare_puts_hosted_and_self_hosted_cost_side_by_side(runs["anthropic"], runs["openai"], tmp_path)
+
+
+def _hosted_cost_is_the_list_price_of_the_tokens_used(run: Path) -> None:
+    """claude-haiku-4-5 lists $1 in, $0.1 cache read, $5 out per 1M; 4 of each 10 prompt tokens cached."""
+    p = pd.read_csv(run / "points.csv").iloc[0]
+    assert p["cached_prompt_frac"] == pytest.approx(0.4)
+    want = (p["input_tokens"] * (0.6 * 1.0 + 0.4 * 0.1) + p["output_tokens"] * 5.0) / 1e6
+    assert p["hosted_cost_usd"] == pytest.approx(want)
+    assert p["usd_per_1m_output"] == pytest.approx(want / p["output_tokens"] * 1e6)
+    assert p["api_usd_per_1m_input"] == pytest.approx(0.64) and p["api_usd_per_1m_output"] == 5.0
+    assert pd.isna(p["gpu_cost_usd"])
+    assert json.loads((run / "manifest.json").read_text())["pricing"]["kind"] == "hosted"
+
+
+def _compare_puts_hosted_and_self_hosted_cost_side_by_side(hosted: Path, own: Path, tmp_path: Path) -> None:
+    r = inferprof("compare", str(hosted), str(own), "--resamples", "100", "--out", str(tmp_path / "cmp"),
+                  "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    pareto = pd.read_csv(tmp_path / "cmp" / "pareto.csv").set_index("run")
+    usd = pareto["usd_per_1m_output"]
+    assert usd.notna().all() and usd[hosted.name] != usd[own.name]
+    assert pareto["ttft_p99_ms"].notna().all()
+
+
+def test_unknown_hosted_price_is_one_line(mock, tmp_path):
+    r = inferprof("sweep", "--url", mock.url, "--backend", "anthropic", "--hosted-price", "no-such-model-xyz",
+                  "--requests", "2", "--no-telemetry", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--hosted-price" in r.stderr and "Traceback" not in r.stderr
