@@ -54,6 +54,7 @@ def _batch(point: int, first: int, n: int, tokens: int, concurrency: int, t0: in
         "usage_completion_tokens": np.full(n, tokens), "client_output_tokens": np.full(n, -1),
         "n_events": np.full(n, tokens + 2), "n_content_chunks": np.full(n, tokens), "bursts": np.zeros(n, np.int64),
         "response_id": np.char.add("cmpl-", ids.astype(str)), "output_chars": np.full(n, 4 * tokens),
+        "usage_cached_tokens": np.full(n, -1),
     }
     requests = pa.table({c: cols[c] for c in REQUEST_COLUMNS})
     chunks = pa.table({"point": np.full(n * tokens, point, np.int64), "request": np.repeat(ids, tokens),
