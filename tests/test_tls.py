@@ -101,13 +101,11 @@ def test_insecure_works_and_is_recorded(mock, tmp_path):
     assert pd.read_csv(run_dir / "points.csv").loc[0, "errors"] == 0
 
 
-@pytest.mark.parametrize("transport", ["epoll", "threads"])
-def test_api_key_never_stored_or_printed_over_https(mock, pki, tmp_path, transport):
+def test_api_key_never_stored_or_printed_over_https(mock, pki, tmp_path):
     """The key is needed (the mock answers 401 without it) and appears in no file and no output."""
     line = one_line_error(sweep(url_of(mock), tmp_path / "nokey", "--ca-cert", str(pki["ca"].cert)))
     assert "401" in line
-    r = sweep(url_of(mock), tmp_path, "--api-key-env", KEY_VAR, "--ca-cert", str(pki["ca"].cert),
-              "--transport", transport)
+    r = sweep(url_of(mock), tmp_path, "--api-key-env", KEY_VAR, "--ca-cert", str(pki["ca"].cert))
     run_dir = run_dir_of(r)
     req = pd.read_parquet(run_dir / "requests.parquet")
     assert len(req) == 8 and (req["error"] == "").all() and (req["usage_completion_tokens"] == 8).all()
