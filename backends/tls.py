@@ -59,6 +59,11 @@ def from_options(url: str, ca_cert: str = "", insecure: bool = False, client_cer
     return s
 
 
+def from_env_proxy(url: str) -> tuple[str, int]:
+    """(host, port) of the HTTPS proxy the environment names for `url`, or ("", 0)."""
+    return _proxy_for(url)
+
+
 def _proxy_for(url: str) -> tuple[str, int]:
     """(host, port) of the HTTPS proxy for `url` from HTTPS_PROXY/NO_PROXY, or ("", 0)."""
     proxy = urllib.request.getproxies().get("https", "")
