@@ -2,14 +2,16 @@
 request (proxy tunnel, non-blocking handshake) to `backends.http_mux.Mux`.
 
 A connection goes CONNECTING → [TUNNEL: `CONNECT host:port` to the HTTPS proxy, wait for 200] →
-HANDSHAKE (the socket wrapped with `ssl`, `do_handshake()` retried on each epoll event until it
-stops asking for more: SSLWantRead waits for input, SSLWantWrite for room to write) → then exactly
-the plain loop's states. Inside them a TLS socket raises SSLWant* where a plain one raises
-BlockingIOError; `http_mux` treats both as "nothing yet", so the hot path is the same code.
+HANDSHAKE (`do_handshake()` retried on each epoll event until it completes) → then exactly the
+plain loop's states and code: the connection's socket is replaced by a `TLSPipe` with the same
+`recv`/`send` calls, raising SSLWantRead (caught with BlockingIOError) when bytes arrived but no
+whole TLS record yet.
 
-Each recv() returns at most one TLS record (≤ 16 KiB of plaintext, RECV_SIZE is 64 KiB), so no
-decrypted bytes wait inside OpenSSL while epoll says nothing is ready; `_drain` still checks
-`pending()` after each read, once per recv on TLS connections only.
+Why a pipe over memory BIOs and not an `ssl.SSLSocket`: an SSLSocket reads each record with two
+read() syscalls (header, then body) and returns one record per recv(), so under load each chunk
+cost a syscall pair and an epoll round trip. The pipe does what the plain loop does: one recv()
+takes every byte the kernel holds, stamped once, and all whole records in it are decrypted at
+once (benchmarks/truth/README.md, HTTPS section, has the CPU per chunk of both).
 
 Session resumption: the newest resumable session (TLS 1.3 tickets arrive after the handshake, so
 it is taken when a connection is parked after a response) is offered by every new connection;
@@ -23,7 +25,100 @@ from time import perf_counter_ns
 
 from backends.http1 import RECV_SIZE, Endpoint
 from backends.http_mux import _AGAIN, _IN, _OUT, Mux, State, _Conn
-from backends.tls import describe_failure, proxy_answer, proxy_connect_request, wrap
+from backends.tls import client_context, describe_failure, proxy_answer, proxy_connect_request
+
+
+class TLSPipe:
+    """A client TLS connection over a connected non-blocking socket, through memory BIOs, with the
+    socket calls the plain loop makes."""
+
+    __slots__ = ("raw", "obj", "inc", "out", "unsent", "accepted")
+
+    def __init__(self, raw, ctx: ssl.SSLContext, host: str, session: ssl.SSLSession | None):
+        self.raw = raw
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=host, session=session)
+        self.unsent = b""  # ciphertext the socket did not take yet
+        self.accepted = 0  # plaintext bytes that ciphertext carries (see send)
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return self.obj.session
+
+    @property
+    def session_reused(self) -> bool:
+        return self.obj.session_reused
+
+    def _flush(self) -> bool:
+        """Write pending ciphertext; True when none is left."""
+        data = self.unsent + self.out.read() if self.out.pending else self.unsent
+        if data:
+            try:
+                n = self.raw.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            self.unsent = data[n:]
+        return not self.unsent
+
+    def handshake(self) -> bool:
+        """Feed what arrived and advance the handshake: True when it is complete."""
+        try:
+            data = self.raw.recv(RECV_SIZE)
+            if not data:
+                raise ConnectionResetError("connection closed during the TLS handshake")
+            self.inc.write(data)
+        except (BlockingIOError, InterruptedError):
+            pass
+        try:
+            self.obj.do_handshake()
+            done = True
+        except ssl.SSLWantReadError:
+            done = False
+        self._flush()
+        return done
+
+    def recv(self, n: int) -> bytes:
+        """One recv() of the socket; the plaintext of every whole record it completed (b"" when
+        the peer closed). BlockingIOError: nothing arrived; SSLWantReadError: no whole record yet."""
+        data = self.raw.recv(n)
+        if not data:
+            return b""
+        self.inc.write(data)
+        parts = []
+        try:
+            while True:
+                parts.append(self.obj.read(n))
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:  # close_notify: what came before it is still data
+            if not parts:
+                return b""
+        if self.out.pending:
+            self._flush()
+        if not parts:
+            raise ssl.SSLWantReadError("no whole TLS record yet")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def send(self, data: bytes) -> int:
+        """Encrypt and send `data`: len(data) when the socket took it all. Otherwise 0, and the
+        loop calls again with the same bytes once the socket is writable: the rest of the
+        ciphertext goes then, and the call answers for the plaintext it carries."""
+        if self.unsent:
+            if not self._flush():
+                raise BlockingIOError("TLS record not sent yet")
+            n, self.accepted = self.accepted, 0
+            return n
+        self.obj.write(data)
+        if self._flush():
+            return len(data)
+        self.accepted = len(data)
+        return 0
 
 
 class TLSMux(Mux):
@@ -43,15 +138,7 @@ class TLSMux(Mux):
         steps = super()._step_table()
         steps[State.TUNNEL] = self._on_tunnel
         steps[State.HANDSHAKE] = self._on_handshake
-        steps[State.HEAD] = steps[State.BODY] = self._read
         return steps
-
-    def _read(self, c: _Conn) -> None:
-        """The plain loop's head/body step, repeated while OpenSSL holds decrypted bytes."""
-        while True:
-            (self._on_head if c.state == State.HEAD else self._on_body)(c)
-            if c.raw is None or c.state not in (State.HEAD, State.BODY) or not c.sock.pending():
-                return
 
     # -- opening -----------------------------------------------------------------------------
     def _connected(self, c: _Conn) -> None:
@@ -91,7 +178,7 @@ class TLSMux(Mux):
 
     def _start_tls(self, c: _Conn) -> None:
         try:
-            c.sock = wrap(c.sock, self.tls, self.endpoint.host, self.session)
+            c.sock = TLSPipe(c.sock, client_context(self.tls), self.endpoint.host, self.session)
         except (OSError, ValueError) as e:
             self._drop_connecting(c, describe_failure(e))
             return
@@ -100,15 +187,12 @@ class TLSMux(Mux):
 
     def _on_handshake(self, c: _Conn) -> None:
         try:
-            c.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self.ep.modify(c.fd, _IN)
-            return
-        except ssl.SSLWantWriteError:
-            self.ep.modify(c.fd, _OUT | _IN)
-            return
+            done = c.sock.handshake()
         except (OSError, ValueError) as e:
             self._drop_connecting(c, describe_failure(e))
+            return
+        if not done:
+            self.ep.modify(c.fd, (_OUT | _IN) if c.sock.unsent else _IN)
             return
         self.handshakes += 1
         self.resumed += c.sock.session_reused
