@@ -28,6 +28,9 @@ from backends.http_mux import _AGAIN, _IN, _OUT, Mux, State, _Conn
 from backends.tls import client_context, describe_failure, proxy_answer, proxy_connect_request
 
 
+_RECORD = 16384  # the most plaintext one TLS record holds: one read() per record, no larger buffer
+
+
 class TLSPipe:
     """A client TLS connection over a connected non-blocking socket, through memory BIOs, with the
     socket calls the plain loop makes."""
@@ -93,7 +96,7 @@ class TLSPipe:
         parts = []
         try:
             while True:
-                parts.append(self.obj.read(n))
+                parts.append(self.obj.read(_RECORD))
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:  # close_notify: what came before it is still data
