@@ -27,7 +27,6 @@ from backends.http1 import RECV_SIZE, Endpoint
 from backends.http_mux import _AGAIN, _IN, _OUT, Mux, State, _Conn
 from backends.tls import client_context, describe_failure, proxy_answer, proxy_connect_request
 
-
 _RECORD = 16384  # the most plaintext one TLS record holds: one read() per record, no larger buffer
 
 
