@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 
+from backends import tls
 from backends.errors import BackendError
+from backends.keepalive import KeepAlive
 
 
 class ControlError(BackendError):
@@ -16,12 +19,14 @@ class ControlError(BackendError):
 
 def _open(req: urllib.request.Request, timeout: float) -> tuple[int, bytes, str]:
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls.context_for(req.full_url)) as r:
             return r.status, r.read(), r.headers.get("Content-Type", "")
     except urllib.error.HTTPError as e:
         return e.code, e.read() or b"", e.headers.get("Content-Type", "") if e.headers else ""
     except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLError):
+            reason = tls.describe_failure(reason)
         raise ControlError(f"cannot reach {req.full_url}: {reason}") from None
 
 
@@ -53,14 +58,17 @@ def tokenize_counter(base_url: str, model: str, api: str = "completions", timeou
     template applied (so it equals usage.prompt_tokens); for completions, the prompt with the
     special tokens the server adds.
     """
-    url = base_url.rstrip("/") + "/tokenize"
+    session = KeepAlive(base_url, timeout)  # hundreds of calls: one connection (one TLS handshake)
 
     def count(text: str) -> int:
         if api == "chat":
             body = {"model": model, "messages": [{"role": "user", "content": text}], "add_generation_prompt": True}
         else:
             body = {"model": model, "prompt": text}
-        status, body, _ = post_json(url, body, timeout)
+        try:
+            status, body = session.post_json("/tokenize", body)
+        except (OSError, http.client.HTTPException) as e:
+            raise ControlError(f"cannot reach {base_url.rstrip('/')}/tokenize: {e}") from None
         if status != 200:
             raise ControlError(f"POST /tokenize answered HTTP {status}")
         return int(json.loads(body)["count"])

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from backends.errors import BackendError
 from backends.records import ERR_PROTOCOL, ERR_RESET, RawStream, http_error_class
+from backends.tls import TLSSettings
 
 RECV_SIZE = 1 << 16  # bytes asked of each recv()
 MAX_HEAD = 65536  # a response head longer than this is an error, not something to wait for
@@ -33,24 +34,29 @@ class Endpoint:
     host: str
     port: int
     base_path: str  # URL path prefix without trailing slash, e.g. "" or "/proxy"
+    tls: TLSSettings | None = None  # https:// (backends/tls.py); None = plain http
 
     @property
     def host_header(self) -> str:
+        if self.tls is not None and self.port == 443:
+            return self.host
         return f"{self.host}:{self.port}"
 
 
-def parse_url(url: str) -> Endpoint:
-    """Split an http:// URL; raises BackendError with a one-line reason."""
+def parse_url(url: str, tls: TLSSettings | None = None) -> Endpoint:
+    """Split an http:// or https:// URL (https uses `tls`, default: verify with the system store);
+    raises BackendError with a one-line reason."""
     parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme != "http":
-        raise BackendError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http://host:port")
+    if parts.scheme not in ("http", "https"):
+        raise BackendError(f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http:// or https://")
     if not parts.hostname:
         raise BackendError(f"no host in URL {url!r}")
+    https = parts.scheme == "https"
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if https else 80)
     except ValueError as e:
         raise BackendError(f"bad port in URL {url!r}") from e
-    return Endpoint(parts.hostname, port, parts.path.rstrip("/"))
+    return Endpoint(parts.hostname, port, parts.path.rstrip("/"), (tls or TLSSettings()) if https else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +205,9 @@ def mark_http_error(raw: RawStream) -> None:
     its Retry-After (when sent) and the start of its body."""
     if not 200 <= raw.status < 300 and not raw.error:
         raw.error = http_error_class(raw.status)
-        retry = header_value(raw.header_bytes, "retry-after")
-        retry = f" (Retry-After: {retry[:40]})" if retry else ""
+        retry = header_value(raw.header_bytes, "retry-after-ms")  # OpenAI's, in ms; else the standard one
+        retry = f"{retry[:40]} ms" if retry else header_value(raw.header_bytes, "retry-after")[:40]
+        retry = f" (Retry-After: {retry})" if retry else ""
         body = b"".join(raw.recv_bytes[:4])[:200].decode("utf-8", "replace")
         raw.error_detail = f"HTTP {raw.status}{retry}: {body}"
 

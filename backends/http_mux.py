@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
@@ -47,6 +48,9 @@ from backends.records import (
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _CHECK_NS = 50_000_000  # how often deadlines are checked
+# "Nothing to do yet": a TLS socket raises SSLWant* where a plain one raises BlockingIOError
+# (both are OSError, so they must be caught before OSError). Costs nothing when not raised.
+_AGAIN = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class State(IntEnum):
@@ -57,6 +61,11 @@ class State(IntEnum):
     HEAD = 2  # request sent, response head not yet whole
     BODY = 3  # the hot path: body bytes are timestamped and kept until the body ends
     IDLE = 4  # kept alive between requests
+    TUNNEL = 5  # https through a proxy: CONNECT sent, its answer not yet whole (backends/tls_mux.py)
+    HANDSHAKE = 6  # TLS handshake under way (backends/tls_mux.py)
+
+
+_OPENING = (State.CONNECTING, State.TUNNEL, State.HANDSHAKE)  # may hold a request not yet sent
 
 
 @dataclass(slots=True)
@@ -123,11 +132,19 @@ class Mux:
         # Time (µs) each loop iteration spent handling ready sockets: the most a timestamp taken
         # in that iteration can be late because of the client itself.
         self.busy_us = LagHistogram()  # bounded: a count per µs (backends/laghist.py)
-        info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+        info = socket.getaddrinfo(*self._dial(endpoint), type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
-        steps = {State.CONNECTING: self._on_connected, State.SENDING: self._on_writable,
-                 State.HEAD: self._on_head, State.BODY: self._on_body, State.IDLE: self._on_idle}
-        self._steps = tuple(steps[s] for s in State)  # indexed by state: one lookup per event
+        steps = self._step_table()
+        self._steps = tuple(steps.get(s, self._on_idle) for s in State)  # indexed by state: one lookup per event
+
+    @staticmethod
+    def _dial(endpoint: Endpoint) -> tuple[str, int]:
+        """Where TCP connections go (a TLS endpoint behind a proxy dials the proxy)."""
+        return endpoint.host, endpoint.port
+
+    def _step_table(self) -> dict:
+        return {State.CONNECTING: self._on_connected, State.SENDING: self._on_writable,
+                State.HEAD: self._on_head, State.BODY: self._on_body, State.IDLE: self._on_idle}
 
     # -- connections -------------------------------------------------------------------------
     def open_conns(self, n: int) -> None:
@@ -177,12 +194,12 @@ class Mux:
                     self._fail_item(self.ready.popleft(), ERR_CONNECT, "connection refused")
                     continue
             else:
-                c = next((x for x in self.conns.values() if x.state == State.CONNECTING and x.item is None), None)
+                c = next((x for x in self.conns.values() if x.state in _OPENING and x.item is None), None)
                 if c is None:
                     return
             c.item = self.ready.popleft()
             self.in_flight += 1
-            if c.state != State.CONNECTING:
+            if c.state not in _OPENING:
                 self._send(c)
 
     def _fail_item(self, item: Item, error: str, detail: str) -> None:
@@ -206,7 +223,7 @@ class Mux:
         payload = c.item.payload
         try:
             n = c.sock.send(payload)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             n = 0
         except OSError as e:
             self._end(c, _os_error_class(e), f"{type(e).__name__}: {e}", reusable=False)
@@ -300,6 +317,10 @@ class Mux:
         if err:
             self._drop_connecting(c, f"connect: {errno.errorcode.get(err, err)}")
             return
+        self._connected(c)
+
+    def _connected(self, c: _Conn) -> None:
+        """`c` is open (for TLS: handshake done): send its request or keep it for the next one."""
         self.ep.modify(c.fd, _IN)
         if c.item is not None:
             self._send(c)
@@ -311,7 +332,7 @@ class Mux:
     def _on_writable(self, c: _Conn) -> None:
         try:
             n = c.sock.send(c.out)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             return
         except OSError as e:
             self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
@@ -324,7 +345,7 @@ class Mux:
     def _on_head(self, c: _Conn) -> None:
         try:
             data = c.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             return
         except OSError as e:
             self._end(c, _os_error_class(e), f"{type(e).__name__}: {e}", reusable=False)
@@ -359,7 +380,7 @@ class Mux:
         """The hot path: one recv, one timestamp, two appends."""
         try:
             data = c.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             return
         except OSError as e:
             self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
@@ -384,7 +405,7 @@ class Mux:
         """The server closed a kept-alive connection (or sent bytes nobody asked for): drop it."""
         try:
             data = c.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             return
         except OSError:
             data = b""
@@ -432,3 +453,14 @@ class Mux:
 def _os_error_class(e: OSError) -> str:
     """A socket error once connected: a refusal is `connect`, anything else a reset."""
     return ERR_CONNECT if isinstance(e, ConnectionRefusedError) else ERR_CLOSED
+
+
+def make_mux(endpoint: Endpoint, max_conns: int, read_timeout_s: float, on_done,
+             timeouts: Timeouts | None = None) -> Mux:
+    """The loop for `endpoint`: this plain one, or for https the TLS one (backends/tls_mux.py),
+    so plain http runs exactly this code."""
+    if endpoint.tls is None:
+        return Mux(endpoint, max_conns, read_timeout_s, on_done, timeouts)
+    from backends.tls_mux import TLSMux
+
+    return TLSMux(endpoint, max_conns, read_timeout_s, on_done, timeouts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 import time
 
+from backends import tls
 from backends.http1 import (  # noqa: F401  (parse_url: profiler/cli.py and sweep.py import it from here)
     RECV_SIZE,
     BodyEnd,
@@ -51,16 +52,23 @@ class Connection:
         self.connect_timeout = self.timeouts.connect_s or None
         self.read_timeout = read_timeout
         self.sock: socket.socket | None = None
+        self.session = None  # TLS: the session the next connection offers to resume
 
     def close(self) -> None:
         if self.sock is not None:
+            if self.endpoint.tls is not None:
+                self.session = self.sock.session or self.session
             try:
                 self.sock.close()
             finally:
                 self.sock = None
 
     def open(self) -> socket.socket:
-        s = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.connect_timeout)
+        e = self.endpoint
+        if e.tls is not None:
+            s = tls.connect_blocking(e.tls, e.host, e.port, self.connect_timeout, self.session)
+        else:
+            s = socket.create_connection((e.host, e.port), timeout=self.connect_timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = s
         return s

@@ -108,7 +108,7 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
             pt = usage.get("prompt_tokens")
             if isinstance(pt, int):
                 out.usage_prompt_tokens = pt
-            _read_reasoning_usage(usage, out)
+            _read_usage_details(usage, out)
         try:
             piece, has_content, is_answer = _read_choices(obj.get("choices") or (), out)
         except (TypeError, AttributeError):  # JSON, but not shaped like a chunk
@@ -134,10 +134,14 @@ def parse_openai_stream(raw: RawStream) -> ParsedStream:
     return out
 
 
-def _read_reasoning_usage(usage: dict, out: ParsedStream) -> None:
+def _read_usage_details(usage: dict, out: ParsedStream) -> None:
+    """Reasoning tokens and prompt tokens read from the API's cache, when the usage says."""
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
         out.usage_reasoning_tokens = details["reasoning_tokens"]
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        out.usage_cached_tokens = details["cached_tokens"]
 
 
 def _read_choices(choices, out: ParsedStream) -> tuple[str, bool, bool]:

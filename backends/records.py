@@ -85,6 +85,7 @@ class ParsedStream:
     answer_ns: int = 0  # first event carrying answer content (not reasoning); 0 if none
     reasoning_chunk_tokens: int = 0  # tokens of reasoning-only events (1 per event when not reported)
     usage_reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
+    usage_cached_tokens: int | None = None  # prompt tokens the API reports as read from its cache
 
 
 @dataclass(slots=True)
@@ -119,6 +120,7 @@ class RequestRecord:
     first_answer_ns: int = 0  # first event carrying answer content (after the reasoning); 0 if none
     reasoning_tokens: int = -1  # usage.completion_tokens_details.reasoning_tokens; -1 when not reported
     reasoning_chunk_tokens: int = 0  # tokens of the reasoning-only events (1 per event when not reported)
+    usage_cached_tokens: int = -1  # prompt tokens served from the API's cache; -1 when not reported
 
 
 REQUEST_COLUMNS = list(RequestRecord.__dataclass_fields__)

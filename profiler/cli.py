@@ -19,6 +19,7 @@ from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import Interrupted, UserError
 from profiler.faultflags import add_fault_args, fault_spec_fields, resume_from_args
+from profiler.https import add_hosted_args, add_tls_args, hosted_pricing_for, tls_from_args
 from profiler.predict_cli import register as register_predict
 from profiler.report.cli import register as register_compare
 from profiler.slo import parse_slos
@@ -41,7 +42,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="endpoint base URL, e.g. http://127.0.0.1:8000 (default: start the embedded mock)")
-    p.add_argument("--backend", default="openai", choices=["openai", "triton"], help="endpoint protocol")
+    p.add_argument("--backend", default="openai", choices=["openai", "triton", "anthropic", "responses"],
+                   help="endpoint protocol: openai (chat/completions), triton, anthropic (Messages API), "
+                        "responses (OpenAI Responses API)")
     p.add_argument("--protocol", default="http", choices=["http", "grpc"], help="Triton transport")
     p.add_argument("--model", default="", help="served model name (default: the first the server lists)")
     p.add_argument("--api", default="chat", choices=["chat", "completions"])
@@ -95,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a load sweep against an endpoint (default: the embedded mock)")
     _sweep_args(sweep)
     add_pricing_args(sweep)
+    add_tls_args(sweep)
+    add_hosted_args(sweep)
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -152,10 +157,10 @@ def cmd_sweep(a) -> int:
     spec = resume.spec if resume is not None else _spec_from_args(a)
     _telemetry_flags(a)  # validate before anything starts
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
-    if a.url and a.backend == "openai":
+    if a.url and a.backend != "triton":
         from backends.http1 import parse_url
 
-        parse_url(a.url)  # only plain http is spoken by the load generator
+        parse_url(a.url)  # http:// or https:// only
     if a.tokenizer and not Path(a.tokenizer).exists():
         raise UserError(f"--tokenizer {a.tokenizer}: no such file or directory")
     console = Console(stderr=True, soft_wrap=True)
@@ -179,8 +184,14 @@ def cmd_sweep(a) -> int:
         if a.no_ignore_eos:
             extra["ignore_eos"] = False  # the manifest says the output lengths were the server's choice
         target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
-                        tokenizer=a.tokenizer, extra_manifest=extra, ignore_eos=not a.no_ignore_eos)
-        if a.backend == "openai":
+                        tokenizer=a.tokenizer, extra_manifest=extra, ignore_eos=not a.no_ignore_eos,
+                        tls=tls_from_args(a, url))
+        if target.tls is not None:
+            extra["tls"] = target.tls.manifest()
+            if target.tls.insecure:
+                console.print("[bold red]warning:[/] --insecure: the server's certificate is NOT verified "
+                              "(recorded in manifest.json)")
+        if a.backend != "triton":
             resolve_model(target)
         else:
             from backends import triton
@@ -188,8 +199,11 @@ def cmd_sweep(a) -> int:
             triton.resolve(target, a.protocol)
         telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
         quality = _quality_plan(spec, target)
+        hosted = hosted_pricing_for(a, target, console)
 
         def pricing(gpus: list[dict]) -> dict:
+            if hosted is not None:
+                return hosted
             detected = next((g.get("name") for g in gpus if g.get("name")), None)
             p = pricing_from_args(a, detected_gpu=detected)
             if p.notice:

@@ -3,7 +3,6 @@ a preflight request. Everything here talks to the server only through `backends`
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -14,6 +13,7 @@ from backends.http1 import parse_url
 from backends.openai import OpenAICodec
 from backends.records import RawStream
 from profiler.errors import UserError
+from profiler.https import HOSTED_BACKENDS, auth_headers, make_hosted_codec
 from profiler.loadgen import open_connection
 from profiler.spec import SweepSpec
 from workloads.lengths import parse_length
@@ -35,15 +35,12 @@ class Target:
     tokenizer: str = ""
     extra_manifest: dict = field(default_factory=dict)
     ignore_eos: bool = True  # False for servers that reject the field (`transformers serve`)
+    tls: object = None  # backends.tls.TLSSettings of an https:// url (profiler/https.py)
 
 
 def resolve_model(target: Target) -> Target:
     """Check the endpoint speaks the API and serves the model; pick its model when none is given."""
-    headers = {}
-    if target.api_key_env:
-        key = os.environ.get(target.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+    headers = auth_headers(target.backend, target.api_key_env)
     try:
         models = control.list_models(target.url, headers)
     except control.ControlError as e:
@@ -86,10 +83,12 @@ def build_workload(spec: SweepSpec, target: Target, n: int, notices: list[str], 
 
 
 def make_codec(target: Target):
-    endpoint = parse_url(target.url)
+    endpoint = parse_url(target.url, target.tls)
     if target.backend == "openai":
         return OpenAICodec(endpoint, target.model, api=target.api, api_key_env=target.api_key_env,
                            ignore_eos=target.ignore_eos)
+    if target.backend in HOSTED_BACKENDS:
+        return make_hosted_codec(endpoint, target)
     from backends import triton
 
     return triton.make_codec(endpoint, target)
@@ -98,7 +97,7 @@ def make_codec(target: Target):
 def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> dict:
     """Short requests before the sweep, so a wrong endpoint fails fast with its reason.
 
-    Server errors (HTTP 5xx) are retried twice and then tolerated: a failing server is something
+    Server errors (HTTP 5xx) and rate limits (429) are retried twice and then tolerated: a failing server is something
     to measure. Anything else (not streaming, refused, 4xx) stops the sweep before it starts.
     """
     probe = codec.encode(replace(requests[0], max_tokens=2))
@@ -110,11 +109,11 @@ def preflight(codec, requests: list[RequestSpec], timeout_s: float = 60.0) -> di
         finally:
             conn.close()
         parsed = codec.parse(raw)
-        if not parsed.error or raw.status >= 500:
+        if not parsed.error or raw.status >= 500 or raw.status == 429:  # a rate limit is measured too
             if not parsed.error:
                 return {"requests": 1, "max_tokens": 2, "usage_prompt_tokens": parsed.usage_prompt_tokens,
                         "usage_completion_tokens": parsed.usage_completion_tokens,
                         "note": "one short request before the first point; not in requests.parquet"}
             continue
         raise SweepError(f"test request to {codec.endpoint.host_header} failed: {parsed.error_detail or parsed.error}")
-    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx to all three; sweep goes on"}
+    return {"requests": 3, "max_tokens": 2, "note": "the server answered HTTP 5xx or 429 to all three; sweep goes on"}

@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection as Pipe
 
 from backends.codec import Codec, OwnTransportCodec, Payload, Transport
 from backends.http1 import Endpoint, Timeouts
-from backends.http_mux import Feed, Item, Mux
+from backends.http_mux import Feed, Item, make_mux
 from backends.http_stream import Connection
 from backends.laghist import LagHistogram
 from backends.records import RawStream, RequestRecord
@@ -292,7 +292,7 @@ def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> int:
             _PROGRESS[0][_PROGRESS[1]] = keep.count
 
     max_conns = job.streams if closed else job.max_in_flight
-    mux = Mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done, _timeouts(job))
+    mux = make_mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done, _timeouts(job))
     try:
         mux.open_conns(job.streams if closed else min(8, max_conns))
         mux.run(feed, _stopped if _STOP is not None else None)

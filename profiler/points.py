@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler import runfolder as rf
+from profiler.cost.hosted_run import HOSTED, add_hosted_cost_columns, cached_prompt_columns
 from profiler.runread import point_rows, read_telemetry
 from profiler.summary import POINT_COLUMNS, summarize_point
 
@@ -25,6 +26,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     for f, r, c in point_rows(run_dir, facts):
         row = summarize_point(f, r, c, slos, warmup)
         row.update(_telemetry_columns(tel, f, row, manifest.get("gpus")))
+        row.update(cached_prompt_columns(r))  # only when the API reported cached prompt tokens
         rows.append(row)
         if quality:  # only runs measured with an eval set (profiler/quality/)
             quality_rows.append(_quality_columns(run_dir, f, r, warmup, quality))
@@ -64,6 +66,8 @@ def _with_cost(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:
     pricing = manifest.get("pricing")
     if not pricing or not len(points):
         return points
+    if pricing.get("kind") == HOSTED:  # a hosted API: its list prices of the tokens used
+        return add_hosted_cost_columns(points, pricing)
     try:
         from profiler.cost import add_cost_columns
         from profiler.cost.pricing import Pricing

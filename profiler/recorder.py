@@ -270,6 +270,7 @@ def parse_streams(job: RecordJob, raws, out: Batch) -> None:
             first_answer_ns=p.answer_ns,
             reasoning_tokens=-1 if p.usage_reasoning_tokens is None else p.usage_reasoning_tokens,
             reasoning_chunk_tokens=p.reasoning_chunk_tokens,
+            usage_cached_tokens=-1 if p.usage_cached_tokens is None else p.usage_cached_tokens,
         ))
         _add_events(out, rid, p)
         if job.answers and (key := job.answers.get(rid % job.total_specs)) is not None:

@@ -186,7 +186,8 @@ def test_server_dying_mid_sweep_keeps_finished_points(tmp_path):
     (["--api", "embeddings"], "invalid choice"),
     (["--input-tokens", "gaussian:1"], "bad length"),
     (["--url", "http://127.0.0.1:9"], "cannot reach"),
-    (["--url", "https://127.0.0.1:9"], "http://"),
+    (["--url", "ftp://127.0.0.1:9"], "http://"),
+    (["--url", "https://127.0.0.1:9"], "cannot reach"),
     (["--bogus-flag"], "unrecognized"),
 ])
 def test_bad_input_one_line_exit_2(args, words, tmp_path):

@@ -85,7 +85,9 @@ class HttpConnection(asyncio.Protocol):
         if self.low_latency_writes:
             # Pause as soon as anything is buffered in user space, so every logged send time is the
             # moment the bytes reached the kernel (exact-schedule ground truth).
-            self.transport.set_write_buffer_limits(high=0)
+            # (A TLS transport pauses at size >= high, a plain one at size > high: 1 and 0 mean the same.)
+            tls = transport.get_extra_info("sslcontext") is not None
+            self.transport.set_write_buffer_limits(high=1 if tls else 0)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

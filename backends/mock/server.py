@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
 from backends.errors import BackendError
-from backends.mock import answers, faults, payloads
+from backends.mock import answers, faults, hosted, payloads
+from backends.mock import tls as mock_tls
 from backends.mock.chunklog import ChunkLog
 from backends.mock.http import HttpConnection, Request, response_head
 from backends.mock.perfmodel import MOCK_DEFAULT_PRESET, PRESETS, Preset
@@ -487,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasoning-tokens", default="", help="reasoning mode: tokens of thinking per chat request, "
                    "e.g. 64 or uniform:16,128 (streamed before the answer)")
     p.add_argument("--reasoning-field", default="reasoning_content", choices=REASONING_FIELDS)
+    t = p.add_argument_group("TLS (https)")
+    t.add_argument("--tls", action="store_true", help="serve https with a new self-signed CA + certificate (paths printed)")
+    t.add_argument("--tls-cert", help="serve https with this PEM certificate (chain)")
+    t.add_argument("--tls-key", help="its private key")
+    t.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
+    hosted.add_args(p)
     return p
 
 
@@ -547,10 +554,12 @@ def _accuracy(v: float | None) -> float | None:
     return v
 
 
-async def serve(cfg: MockConfig, host: str, port: int) -> None:
+async def serve(cfg: MockConfig, host: str, port: int, ssl_context=None, setup=None) -> None:
     loop = asyncio.get_running_loop()
     server = MockServerApp(cfg)
-    srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True)
+    if setup is not None:
+        setup(server)
+    srv = await loop.create_server(server.protocol, host, port, backlog=4096, reuse_address=True, ssl=ssl_context)
     real_port = srv.sockets[0].getsockname()[1]
     print(f"LISTENING {real_port}", flush=True)
     if cfg.faults is not None:
@@ -591,12 +600,14 @@ def main(argv: list[str] | None = None) -> int:
             faults.plan_from_args(args)  # bad rules fail here, once
             return faults.supervise(sys.argv[1:] if argv is None else argv, args)
         cfg = config_from_args(args)
+        hosted.check_args(args)
+        ssl_context = mock_tls.context_from_args(args)
         loop = _new_loop(args.loop)
     except ValueError as e:
         print(f"mock-server: error: {e}", file=sys.stderr)
         return 2
     try:
-        loop.run_until_complete(serve(cfg, args.host, args.port))
+        loop.run_until_complete(serve(cfg, args.host, args.port, ssl_context, lambda app: hosted.install(app, args)))
     except OSError as e:
         print(f"mock-server: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 2

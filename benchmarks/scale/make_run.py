@@ -55,6 +55,7 @@ def _batch(point: int, first: int, n: int, tokens: int, concurrency: int, t0: in
         "usage_completion_tokens": np.full(n, tokens), "client_output_tokens": np.full(n, -1),
         "n_events": np.full(n, tokens + 2), "n_content_chunks": np.full(n, tokens), "bursts": np.zeros(n, np.int64),
         "response_id": np.char.add("cmpl-", ids.astype(str)), "output_chars": np.full(n, 4 * tokens),
+        "usage_cached_tokens": np.full(n, -1),
     }
     # columns added to RequestRecord later (with defaults) take their default
     defaults = {f.name: f.default for f in dataclasses.fields(RequestRecord)}

@@ -25,6 +25,7 @@ import json
 import os
 import resource
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -50,9 +51,12 @@ SCENARIOS = {
 }
 
 
-def start_server(ttft: float, itl: float, core: str) -> tuple[subprocess.Popen, str]:
+def start_server(ttft: float, itl: float, core: str, certs=None) -> tuple[subprocess.Popen, str]:
+    """The exact-schedule mock; with `certs` (backends.mock.tls.Issued of the server) over https."""
     cmd = ["taskset", "-c", core, sys.executable, "-m", "backends.mock", "--port", "0", "--ttft-ms", str(ttft),
            "--itl-ms", str(itl), "--record-chunks"]
+    if certs is not None:
+        cmd += ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                             start_new_session=True)
     line = proc.stdout.readline().strip()
@@ -60,7 +64,7 @@ def start_server(ttft: float, itl: float, core: str) -> tuple[subprocess.Popen, 
         proc.kill()
         raise RuntimeError(f"mock did not start: {line!r}")
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, f"http://127.0.0.1:{line.split()[1]}"
+    return proc, f"{'https' if certs is not None else 'http'}://127.0.0.1:{line.split()[1]}"
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -72,13 +76,15 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def run_client(url: str, conc: int, requests: int, workers: int, telemetry: bool, core: str, out: Path,
-               transport: str) -> tuple[Path, float, float]:
+               transport: str, ca: Path | None = None) -> tuple[Path, float, float]:
     cmd = ["taskset", "-c", core, sys.executable, "-m", "profiler.cli", "sweep", "--url", url, "--transport", transport,
            "--concurrency", str(conc), "--requests", str(requests), "--input-tokens", "32",
            "--output-tokens", "128", "--workers", str(workers), "--no-report", "--json", "--out", str(out),
            "--warmup", "0"]
     if not telemetry:
         cmd.append("--no-telemetry")
+    if ca is not None:
+        cmd += ["--ca-cert", str(ca)]
     r, cpu, wall = timed(cmd, "inferprof")
     return Path(json.loads(r.stdout)["run_dir"]), cpu, wall
 
@@ -131,6 +137,7 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
         "chunks_per_s": len(chunks) / span, "req_per_s": len(req) / span,
         "ttft_p50_ms": p["ttft_p50_ms"], "itl_p50_ms": p["itl_p50_ms"],
         "worker_cpu": f["cpu_frac_total"], "lag_p99_ms": f["lag_p99_ms"],
+        "chunks_per_core_s": len(chunks) / span / f["cpu_frac_total"] if f["cpu_frac_total"] else np.nan,
         "trusted": bool(p["trusted"]), "trust_reason": "" if pd.isna(p["trust_reason"]) else p["trust_reason"],
     }
 
@@ -184,6 +191,18 @@ def compare_vllm_bench(result: dict, log: pd.DataFrame) -> dict:
     }
 
 
+def _certs(out: Path):
+    """(CA, server certificate) for 127.0.0.1, made once per benchmark run."""
+    from backends.mock.tls import self_signed
+
+    folder = out / "certs"
+    if not (folder / "server.crt").exists():
+        return self_signed(folder)
+    from backends.mock.tls import Issued
+
+    return Issued(folder / "ca.crt", folder / "ca.key"), Issued(folder / "server.crt", folder / "server.key")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SCENARIOS), help="scenarios: " + ",".join(SCENARIOS))
@@ -192,6 +211,7 @@ def main() -> int:
     ap.add_argument("--transport", default="epoll", help="epoll,threads: the load generator's transport(s)")
     ap.add_argument("--requests-scale", type=float, default=1.0, help="scale the request counts (quick runs)")
     ap.add_argument("--peers", default="", help="also run these peers on the same scenarios: vllm")
+    ap.add_argument("--tls", default="off", help="off,on: plain http and/or https (certificates made for the run)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     out = Path(a.out or ROOT / "results" / time.strftime("truth-%Y%m%d-%H%M%S"))
@@ -200,21 +220,25 @@ def main() -> int:
     for name in a.only.split(","):
         conc, ttft, itl, n = SCENARIOS[name]
         n = max(conc, int(n * a.requests_scale))
-        combos = [(w, t, tr) for w in a.workers.split(",") for t in a.telemetry.split(",")
-                  for tr in a.transport.split(",")]
-        for workers, tel, transport in ((int(w), t, tr) for w, t, tr in combos):
-            proc, url = start_server(ttft, itl, "0")
+        combos = [(w, t, tr, s) for w in a.workers.split(",") for t in a.telemetry.split(",")
+                  for tr in a.transport.split(",") for s in a.tls.split(",")]
+        for workers, tel, transport, tls in ((int(w), t, tr, s) for w, t, tr, s in combos):
+            certs = _certs(out) if tls == "on" else None
+            proc, url = start_server(ttft, itl, "0", certs and certs[1])
             try:
                 core = "1" if workers == 1 else "0,1"
-                run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs", transport)
-                with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60) as r:
+                run_dir, cpu, wall = run_client(url, conc, n, workers, tel == "on", core, out / "runs", transport,
+                                                certs and certs[0].cert)
+                ctx = ssl.create_default_context(cafile=str(certs[0].cert)) if certs else None
+                with urllib.request.urlopen(url + "/mock/chunk_log", timeout=60, context=ctx) as r:
                     log_bytes = r.read()
                 log = pd.read_csv(io.BytesIO(log_bytes))
                 (run_dir / "server_chunk_log.csv").write_bytes(log_bytes)
             finally:
                 stop_server(proc)
             row = {"scenario": name, "concurrency": conc, "ttft_ms": ttft, "itl_ms": itl, "requests": n,
-                   "workers": workers, "telemetry": tel, "transport": transport, **compare(run_dir, log),
+                   "workers": workers, "telemetry": tel, "transport": transport, "tls": tls,
+                   **compare(run_dir, log),
                    "client_process_cpu_s": cpu, "client_wall_s": wall}
             rows.append(row)
             print(json.dumps({k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in row.items()}, default=str), flush=True)
@@ -234,9 +258,9 @@ def main() -> int:
                              default=str), flush=True)
     df = pd.DataFrame(rows)
     (out / "truth.json").write_text(df.to_json(orient="records", indent=2))
-    cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "workers", "telemetry", "ttft_err_mean_ms",
+    cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "tls", "workers", "telemetry", "ttft_err_mean_ms",
             "ttft_err_p50_ms", "ttft_err_p99_ms", "itl_err_mean_ms", "itl_abs_err_p99_ms", "chunk_delay_p99_ms",
-            "chunks_per_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
+            "chunks_per_s", "chunks_per_core_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
     buf = io.StringIO()
     print_table(df, "markdown", [(c, c, "{:.3g}" if df[c].dtype.kind == "f" else "{}") for c in cols], file=buf)
     (out / "truth.md").write_text(buf.getvalue())

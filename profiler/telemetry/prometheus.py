@@ -13,6 +13,7 @@ corrected (CounterTracker) before summing.  dcgm-exporter's "blank" sentinels (D
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import urllib.request
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from backends import tls
 from profiler.telemetry.samples import COUNTER_METRICS, CounterTracker, Sample
 
 
@@ -175,9 +177,18 @@ def gpu_info_from_text(text: str) -> list[dict]:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+@functools.lru_cache(maxsize=8)
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """https:// pages are read with the endpoint's TLS settings (backends/tls.py)."""
+    if not url.startswith("https://"):
+        return _NO_PROXY
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                       urllib.request.HTTPSHandler(context=tls.context_for(url)))
+
+
 def fetch_text(url: str, timeout: float = 1.0) -> str:
     """GET a metrics page (proxies ignored: these endpoints are local or in-cluster)."""
-    with _NO_PROXY.open(url, timeout=timeout) as resp:
+    with _opener(url).open(url, timeout=timeout) as resp:
         return resp.read().decode("utf-8", errors="replace")
 
 
