@@ -34,7 +34,7 @@ class TLSPipe:
     """A client TLS connection over a connected non-blocking socket, through memory BIOs, with the
     socket calls the plain loop makes."""
 
-    __slots__ = ("raw", "obj", "inc", "out", "unsent", "accepted")
+    __slots__ = ("raw", "obj", "inc", "out", "unsent", "accepted", "eof")
 
     def __init__(self, raw, ctx: ssl.SSLContext, host: str, session: ssl.SSLSession | None):
         self.raw = raw
@@ -42,6 +42,7 @@ class TLSPipe:
         self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=host, session=session)
         self.unsent = b""  # ciphertext the socket did not take yet
         self.accepted = 0  # plaintext bytes that ciphertext carries (see send)
+        self.eof = False  # the peer's close_notify arrived: the next recv() answers b""
 
     def fileno(self) -> int:
         return self.raw.fileno()
@@ -88,22 +89,28 @@ class TLSPipe:
     def recv(self, n: int) -> bytes:
         """One recv() of the socket; the plaintext of every whole record it completed (b"" when
         the peer closed). BlockingIOError: nothing arrived; SSLWantReadError: no whole record yet."""
+        if self.eof:
+            return b""
         data = self.raw.recv(n)
         if not data:
             return b""
         self.inc.write(data)
         parts = []
+        closed = False
         try:
-            while True:
-                parts.append(self.obj.read(_RECORD))
+            while piece := self.obj.read(_RECORD):
+                parts.append(piece)
+            closed = True  # b"": the peer's close_notify (what came before it is still data)
         except ssl.SSLWantReadError:
             pass
-        except ssl.SSLZeroReturnError:  # close_notify: what came before it is still data
-            if not parts:
-                return b""
+        except ssl.SSLZeroReturnError:
+            closed = True
         if self.out.pending:
             self._flush()
+        self.eof = closed
         if not parts:
+            if closed:
+                return b""
             raise ssl.SSLWantReadError("no whole TLS record yet")
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -140,7 +147,15 @@ class TLSMux(Mux):
         steps = super()._step_table()
         steps[State.TUNNEL] = self._on_tunnel
         steps[State.HANDSHAKE] = self._on_handshake
+        steps[State.HEAD] = steps[State.BODY] = self._read
         return steps
+
+    def _read(self, c: _Conn) -> None:
+        """The plain loop's head/body step; when the peer's close_notify came with the data, its
+        end is handled at once (a server may keep the TCP connection open after it)."""
+        (self._on_head if c.state == State.HEAD else self._on_body)(c)
+        if c.raw is not None and c.state in (State.HEAD, State.BODY) and c.sock.eof:
+            (self._on_head if c.state == State.HEAD else self._on_body)(c)
 
     # -- opening -----------------------------------------------------------------------------
     def _connected(self, c: _Conn) -> None:
