@@ -44,7 +44,7 @@ def synthetic_point(rng: np.random.Generator, n: int, tokens: int, concurrency: 
                         out_tokens=np.full(n, float(tokens)), arrival_gap_s=np.full(n, np.nan))
 
 
-def synthetic(trials: int, n: int, tokens: int, resamples: int, seed: int) -> dict:
+def synthetic(trials: int, n: int, tokens: int, resamples: int, seed: int, shared: bool = False) -> dict:
     data_rng = np.random.default_rng(seed)
     boot_rng = np.random.default_rng(seed + 1)
     metrics = list(DEFAULT_METRICS)
@@ -54,9 +54,10 @@ def synthetic(trials: int, n: int, tokens: int, resamples: int, seed: int) -> di
     for _ in range(trials):
         a, b = synthetic_point(data_rng, n, tokens), synthetic_point(data_rng, n, tokens)
         hit_d = hit_r = False
+        share_a, share_b = ({}, {}) if shared else (None, None)  # compare's path for a subsampled point
         for m in metrics:
-            ea = st.bootstrap_metric(a, m, resamples, boot_rng)
-            eb = st.bootstrap_metric(b, m, resamples, boot_rng)
+            ea = st.bootstrap_metric(a, m, resamples, boot_rng, shared=share_a)
+            eb = st.bootstrap_metric(b, m, resamples, boot_rng, shared=share_b)
             lower = st.lower_is_better(m)
             d = st.difference(ea, eb, 0.95, lower, st.tail_samples_needed(m), st.DEFAULT_MIN_EFFECT)
             r = st.difference(ea, eb, 0.95, lower, 1, 0.0)
@@ -102,12 +103,14 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--resamples", type=int, default=st.DEFAULT_RESAMPLES)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared", action="store_true",
+                    help="the metrics of a point share one set of draws (as compare does for a subsampled point)")
     ap.add_argument("--mock-pairs", type=int, default=0, help="also compare N pairs of real mock sweeps")
     ap.add_argument("--mock-requests", type=int, default=60)
     a = ap.parse_args()
-    syn = synthetic(a.trials, a.requests, a.tokens, a.resamples, a.seed)
+    syn = synthetic(a.trials, a.requests, a.tokens, a.resamples, a.seed, a.shared)
     print(f"synthetic: {syn['trials']} identical pairs, {syn['requests']} requests × {syn['tokens']} tokens, "
-          f"{syn['resamples']} resamples, 95 % percentile intervals")
+          f"{syn['resamples']} resamples, 95 % percentile intervals{', shared draws' if a.shared else ''}")
     print(f"{'metric':<18}{'default rules':>15}{'raw (CI excl. 0)':>18}")
     for m in syn["per_metric_default"]:
         print(f"{m:<18}{syn['per_metric_default'][m]:>15.1%}{syn['per_metric_raw'][m]:>18.1%}")

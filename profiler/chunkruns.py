@@ -10,6 +10,7 @@ count when it gave one, else the request's tokens spread evenly over its chunks)
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,6 +19,10 @@ import numpy as np
 from profiler import metrics as m
 from profiler.quantiles import SELECT_MIN
 from profiler.scratch import scratch
+
+# Whose steps the "chunk-steps" scratch array holds (a weak reference): read-only users of the
+# steps (gap statistics, longest gaps) of the same view share one computation.
+_STEPS_OF: list = [None]
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,12 @@ class ChunkRuns:
         steps = scratch("chunk-steps", max(0, self.size - 1), np.float64)
         if self.size < 2:
             return steps
+        if _STEPS_OF[0] is not None and _STEPS_OF[0]() is self:  # still this view's (an itl SLO asks twice)
+            return steps
         np.subtract(self.t_ns[1:], self.t_ns[:-1], out=steps, casting="unsafe")
         steps /= 1e9  # as m.run_gaps: an integer difference ÷ 1e9
         steps[self.run_start[1:] - 1] = 0.0
+        _STEPS_OF[0] = weakref.ref(self)
         return steps
 
     @cached_property

@@ -280,6 +280,13 @@ def _stop_if_broken(results, recorded, i: int, run_dir: Path) -> None:
                          f"{run_dir / SPOOL_DIR}")
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # a segment the recorder just deleted
+        return 0
+
+
 def _remove_empty(folder: Path) -> None:
     try:
         folder.rmdir()  # only when empty: the spools of a failed point stay
@@ -342,7 +349,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     recorders.start(record_jobs)
     results = pool.run(jobs, timeout_s=expected + 60, on_progress=on_progress)
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.
-    backlog = sum(p.stat().st_size for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
+    backlog = sum(_size(p) for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
     recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
     lags = LagHistogram()
     for res in results:
