@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from profiler.capacity_cli import add_search_args, answer_line, plan_from_args, search_summary
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import UserError
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a load sweep against an endpoint (default: the embedded mock)")
     _sweep_args(sweep)
     add_pricing_args(sweep)
+    add_search_args(sweep)
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -119,7 +121,7 @@ def cmd_sweep(a) -> int:
     from profiler.mockproc import MockProcess
     from profiler.sweep import run_sweep
 
-    spec = _spec_from_args(a)
+    spec, plan = plan_from_args(a, _spec_from_args(a))
     _telemetry_flags(a)  # validate before anything starts
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend == "openai":
@@ -162,7 +164,7 @@ def cmd_sweep(a) -> int:
             return p.to_dict()
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
-                                    pricing=pricing)
+                                    pricing=pricing, plan=plan)
         if not a.no_report:
             from profiler.report import write_report
 
@@ -173,9 +175,15 @@ def cmd_sweep(a) -> int:
     finally:
         if mock is not None:
             mock.stop()
+    search = search_summary(run_dir, points)
     if a.json:
-        print(json.dumps({"run_dir": str(run_dir), "points": to_records(points)}, default=str))
+        out = {"run_dir": str(run_dir), "points": to_records(points)}
+        if search is not None:
+            out["search"] = search
+        print(json.dumps(out, default=str))
     else:
+        if search is not None:
+            print(answer_line(search))
         print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
                     console=Console(width=wide) if a.format == "table" else None)
         print(run_dir)

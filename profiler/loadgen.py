@@ -65,6 +65,7 @@ class PointJob:
     tokenizer_path: str = ""
     transport: str = "epoll"  # "epoll" (one loop per worker) | "threads" (one thread per stream)
     spool: str = ""  # append finished streams to this file (profiler.recorder) instead of keeping them
+    live: bool = False  # watched while it runs: the spool is written at normal priority, not SCHED_IDLE
 
 
 @dataclass
@@ -90,6 +91,12 @@ def _sleep_until(t_ns: int) -> None:
 
 
 _PROGRESS: tuple = ()  # (shared array, worker slot) in a worker process: requests finished so far
+_STOP: tuple = ()  # (shared array,) in a worker process: nonzero once the parent ends the point early
+
+
+def _stopped() -> bool:
+    """The parent asked to end the point (profiler/capacity.py): send nothing more."""
+    return bool(_STOP) and _STOP[0][0] != 0
 
 
 def _lag_probe(stop: threading.Event, out: list[int], keep: _Keep) -> None:
@@ -113,7 +120,7 @@ class _Keep:
     """Where a finished stream goes: `keep.add(request id, scheduled_ns, raw)`."""
 
     def __init__(self, job: PointJob):
-        self.spool = Spool(job.spool) if job.spool else None
+        self.spool = Spool(job.spool, idle=not job.live) if job.spool else None
         self.raws: list[tuple[int, int, RawStream]] = []
         self.add = self.spool.add if self.spool is not None else self._append
 
@@ -192,6 +199,8 @@ class _ClosedFeed(Feed):
     def _more(self, now: int) -> bool:
         if self.job.stop_ns and now >= self.job.stop_ns:
             return False
+        if _stopped():
+            return False
         return self.job.cycle or self.i < self.n
 
     def due(self, now: int) -> list[Item]:
@@ -227,6 +236,8 @@ class _OpenFeed(Feed):
     def due(self, now: int) -> list[Item]:
         out = []
         job = self.job
+        if _stopped():
+            self.i = len(self.arr)
         while self.i < len(self.arr) and self.arr[self.i] <= now:
             sched = self.arr[self.i]
             if job.stop_ns and sched >= job.stop_ns:
@@ -291,7 +302,7 @@ def _run_closed(job: PointJob, keep: _Keep) -> int:
                 if i >= n and not job.cycle:
                     return
                 now = perf()
-                if job.stop_ns and now >= job.stop_ns:
+                if (job.stop_ns and now >= job.stop_ns) or _stopped():
                     return
                 k = i % n
                 rid = job.requests[k].index + (i // n) * job.total_specs
@@ -339,7 +350,7 @@ def _run_open(job: PointJob, keep: _Keep) -> int:
     for _ in range(min(8, job.max_in_flight, len(job.requests))):
         spawn()
     for k, sched in enumerate(job.arrivals_ns or ()):
-        if job.stop_ns and sched >= job.stop_ns:
+        if (job.stop_ns and sched >= job.stop_ns) or _stopped():
             break
         _sleep_until(sched)
         with lock:
@@ -370,9 +381,10 @@ def _parse_all(job: PointJob, raws: list, result: WorkerResult) -> None:
     result.chunk_tokens, result.chunk_content = out.chunk_tokens, out.chunk_content
 
 
-def _worker_main(pipe: Pipe, worker: int, progress) -> None:
-    global _PROGRESS
+def _worker_main(pipe: Pipe, worker: int, progress, stop=None) -> None:
+    global _PROGRESS, _STOP
     _PROGRESS = (progress, worker)
+    _STOP = (stop,) if stop is not None else ()
     name_process(f"inferprof-w{worker}")
     # Hand the GIL over sooner when a recv() returns while another thread runs Python code.
     sys.setswitchinterval(0.0005)
@@ -410,9 +422,10 @@ class WorkerPool:
         self.pipes: list[Pipe] = []
         self.procs: list = []
         self.progress = ctx.Array("q", n, lock=False)
+        self.stop_flag = ctx.Array("q", 1, lock=False)  # set by request_stop(), cleared by run()
         for w in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, w, self.progress), daemon=True,
+            p = ctx.Process(target=_worker_main, args=(child, w, self.progress, self.stop_flag), daemon=True,
                             name=f"inferprof-worker-{w}")
             p.start()
             child.close()
@@ -428,6 +441,7 @@ class WorkerPool:
 
     def run(self, jobs: list[PointJob], timeout_s: float, on_progress=None) -> list[WorkerResult]:
         """Run one point's jobs; `on_progress(finished_requests)` is called a few times a second."""
+        self.stop_flag[0] = 0
         for job in jobs:
             self.progress[job.worker] = 0
             self.pipes[job.worker].send(job)
@@ -446,6 +460,10 @@ class WorkerPool:
             except (EOFError, OSError):
                 results.append(WorkerResult(job.worker, [], error="worker process died"))
         return results
+
+    def request_stop(self) -> None:
+        """End the running point early: workers send nothing more and finish what is in flight."""
+        self.stop_flag[0] = 1
 
     def close(self) -> None:
         close_processes(self.pipes, self.procs)

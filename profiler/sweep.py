@@ -47,18 +47,23 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
               command: list[str] | None = None, telemetry=None, on_point=None,
-              pricing=None) -> tuple[Path, pd.DataFrame]:
-    """Measure every point of `spec` against `target`; returns (run folder, points table)."""
+              pricing=None, plan=None) -> tuple[Path, pd.DataFrame]:
+    """Measure every point of `spec` against `target`; returns (run folder, points table).
+
+    `plan` (default: the fixed grid `spec.loads`) chooses the points as the sweep goes: see
+    `FixedPlan` for what it answers; `profiler.capacity.SearchPlan` is the SLO search."""
+    plan = plan if plan is not None else FixedPlan(spec)
     notices: list[str] = []
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
 
-    def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
-        n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
+    def workload(i: int, load, n: int | None = None) -> tuple[list[RequestSpec], list[bytes]]:
+        if n is None:
+            n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
         return reqs, [codec.encode(r) for r in reqs]
 
-    first = workload(0, spec.loads[0])
+    first = workload(0, *plan.first())
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
@@ -80,14 +85,14 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         _start_telemetry(telemetry, pricing, manifest, run_dir)
         page = telemetry.server_metrics_url if telemetry is not None else None
         with _progress(console) as progress:
-            for i, load in enumerate(spec.loads):
-                requests, payloads = first if i == 0 else workload(i, load)
+            for i, (load, n_req) in enumerate(plan.points(run_dir, pool)):
+                requests, payloads = first if i == 0 else workload(i, load, n_req)
                 task = progress.add_task(_label(spec, i, load),
-                                         total=spec.requests_for(load) if spec.duration_s is None else None)
-                live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                                         total=len(requests) if spec.duration_s is None else None)
+                live = _live(progress, task, console, plan.watch(i, load, pool, run_dir))
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
-                    telemetry, page)
+                    telemetry, page, watched=plan.watched(i))
                 n = _record_point(writer, facts, recorded, telemetry)
                 points = summarize_run(run_dir)
                 rf.write_points_csv(run_dir, points)
@@ -101,6 +106,47 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         _remove_empty(run_dir / SPOOL_DIR)
         _finish(telemetry, writer, manifest, run_dir)
     return run_dir, points
+
+
+class FixedPlan:
+    """The points of a plain sweep: `spec.loads` in order, each with the default request count.
+
+    A plan answers `first()` (the first point's (load, requests or None), known before the run
+    folder exists), `points(run_dir, pool)` (an iterator of (load, requests or None), advanced
+    once the previous point is recorded) and `watch(i, load, pool, run_dir)` (None, or a callable
+    given the finished-request count a few times a second while the point runs, which may end it
+    early with `pool.request_stop()`) and `watched(i)` (True when point i has such a watcher: its
+    records are then written at normal priority, so the watcher sees them while the point runs)."""
+
+    def __init__(self, spec: SweepSpec):
+        self.spec = spec
+
+    def first(self) -> tuple:
+        return self.spec.loads[0], None
+
+    def points(self, run_dir: Path, pool):
+        return ((load, None) for load in self.spec.loads)
+
+    def watch(self, i: int, load, pool, run_dir: Path):
+        return None
+
+    def watched(self, i: int) -> bool:
+        """Whether point i has a watcher reading its records while it runs."""
+        return False
+
+
+def _live(progress: Progress, task, console: Console, watch):
+    """The progress callback: the display (on a terminal) and the plan's watcher."""
+    show = console.is_terminal
+    if not show and watch is None:
+        return None
+
+    def live(done: int) -> None:
+        if show:
+            progress.update(task, completed=done)
+        if watch is not None:
+            watch(done)
+    return live
 
 
 def _label(spec: SweepSpec, i: int, load) -> str:
@@ -123,13 +169,14 @@ def _start_telemetry(telemetry, pricing, manifest: dict, run_dir: Path) -> None:
     rf.write_json(run_dir / rf.MANIFEST, manifest)
 
 
-def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page):
+def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page, watched=False):
     """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
     with _TelemetryFlush(telemetry, pools[2]):
-        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live)
+        facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live,
+                                              watched)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     hist = _server_ttft_hist(before, control.scrape(page) if page else None)
@@ -208,7 +255,7 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
 
 
 def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
-               requests, payloads, point: int, load, on_progress=None):
+               requests, payloads, point: int, load, on_progress=None, watched: bool = False):
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
@@ -242,6 +289,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
         expected += n / float(load)
     record_jobs = []
     for job in jobs:
+        job.live = watched
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
     recorders.start(record_jobs)
