@@ -10,8 +10,9 @@ How a search runs (each step is a point of the run folder; README "Capacity sear
 2. Probes: `profiler.search.next_probe(history)` names the next load; each probe is a point of up
    to `max_requests` requests, watched while it runs (`Watcher`) and ended as soon as it has
    decided: FAIL (any SLO's interval above its target), PASS (every SLO's interval below and the
-   output tok/s converged), over-saturated (FAIL), or `max_duration` reached (UNRESOLVED unless
-   decided). The finished point is then assessed once more on all its requests.
+   output tok/s converged), over-saturated (FAIL), or `max_duration` reached. A verdict reached
+   while running is the probe's verdict (the interval is valid at any stopping time); a point that
+   ran to its cap is assessed on all its requests (PASS, FAIL or UNRESOLVED).
 3. search.json records the config, every probe (point, load, verdict, per-SLO intervals, warm-up
    cut, why it ended, seconds), the final bracket, why the search stopped and the GPU-seconds.
 
@@ -54,7 +55,7 @@ class CapacitySpec:
     lo: float
     hi: float
     tolerance: float = 0.05
-    converge: float = 0.05  # relative half-width of the output tok/s interval
+    converge: float = 0.10  # relative error of the output tok/s (interval half-width ≤ γ/(1+γ) of the mean)
     min_duration_s: float = 5.0
     max_duration_s: float = 300.0
     max_requests: int = 5000
@@ -145,6 +146,7 @@ class Watcher:
         self.t0 = time.monotonic()
         self.next_look = self.t0 + WATCH_EVERY_S
         self.reason = ""
+        self.verdict = ""  # PASS or FAIL once decided while running
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -168,12 +170,12 @@ class Watcher:
         a = assess(view, self.slos, self.cap.converge, self.cap.alpha)
         _debug(f"point {self.point} at {elapsed:.1f}s: {a.verdict} n={a.n} cut={a.warmup_cut} conv={a.converged}")
         if a.oversaturated:
+            self.verdict = FAIL
             self._stop("over-saturated")
         elif elapsed >= self.cap.min_duration_s and a.n >= MIN_DECIDE:
-            if a.verdict == FAIL:
-                self._stop("decided: fail")
-            elif a.verdict == PASS and a.converged:
-                self._stop("decided: pass" if self.slos else "converged")
+            if a.verdict == FAIL or (a.verdict == PASS and a.converged):
+                self.verdict = a.verdict
+                self._stop(f"decided: {a.verdict}" if self.slos else "converged")
 
     def _stop(self, reason: str) -> None:
         self.reason = reason
@@ -253,7 +255,9 @@ class SearchPlan:
         view = read_view(run_dir, i, self.cap.over, float(load))
         a = assess(view, self.slos, self.cap.converge, self.cap.alpha) if view is not None else Assessment(UNRESOLVED)
         w = self.watchers.get(i)
-        verdict = FAIL if w is not None and w.reason == "over-saturated" else a.verdict
+        # A verdict reached while running stands (the interval is valid at any stopping time); else
+        # the one on all the point's requests.
+        verdict = w.verdict if w is not None and w.verdict else a.verdict
         counts = role == "probe" or verdict in (PASS, FAIL)
         seconds = (int(facts["end_ns"]) - int(facts["start_ns"])) / 1e9
         row = {"point": i, "load": float(load), "role": role, "verdict": verdict, "in_history": counts,

@@ -23,7 +23,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--range", dest="find_range", default="", help="LO,HI of the search (default 1,256; rate 0.5,100)")
     g.add_argument("--tolerance", default="5%", help="stop when the bracket is this narrow (default 5%%; concurrency: also 1)")
     g.add_argument("--converge", default=None,
-                   help="a point may end once decided and its output tok/s interval is within this (default 5%%); "
+                   help="a point may end once decided and its output tok/s is known within this (default 10%%); "
                         "on a fixed grid this turns the early end on")
     g.add_argument("--min-duration", default="5s", help="a point never ends earlier (default 5s)")
     g.add_argument("--max-duration", default="300s", help="a point ends by then, decided or not (default 300s)")
@@ -82,7 +82,7 @@ def _grid(a, spec: SweepSpec) -> tuple[SweepSpec, GridPlan | None]:
 
 def _cap(a, find: str, over: str, lo: float, hi: float) -> CapacitySpec:
     cap = CapacitySpec(find=find, over=over, lo=lo, hi=hi, tolerance=parse_share(a.tolerance, "--tolerance"),
-                       converge=parse_share(a.converge or "5%", "--converge"),
+                       converge=parse_share(a.converge or "10%", "--converge"),
                        min_duration_s=parse_duration(a.min_duration), max_duration_s=parse_duration(a.max_duration),
                        max_requests=a.requests or 5000, max_probes=a.max_probes)
     if not 0 <= cap.min_duration_s < cap.max_duration_s:
@@ -106,6 +106,19 @@ def search_summary(run_dir: Path, points: pd.DataFrame) -> dict | None:
             if col in row.index:
                 out[col] = _clean(row[col])
     return out
+
+
+def restrict_to_found(run_dir, points: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """`cost` and `size` of a search run: only the found point (all points when there is no search)."""
+    s = read_search(run_dir)
+    if s is None or "found_load" not in s:
+        return points, None
+    p = s.get("found_point")
+    rows = points[pd.to_numeric(points["point"], errors="coerce") == int(p)] if p is not None else points.iloc[0:0]
+    if not len(rows):
+        return rows, "search run: no load met the SLOs, nothing to cost"
+    return rows.reset_index(drop=True), (
+        f"search run: using the point it found (point {s['found_point']}, load {s['found_load']:g})")
 
 
 def found_row(points: pd.DataFrame, search: dict) -> pd.Series | None:
