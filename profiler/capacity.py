@@ -43,7 +43,7 @@ from profiler.verdict import FAIL, PASS, UNRESOLVED, combine, slo_verdict
 SEARCH_JSON = "search.json"
 WATCH_EVERY_S = 2.0  # the recorders write every 2 s: reading more often sees nothing new
 MIN_DECIDE = 50  # requests after warm-up before a verdict may end a point
-REQUESTS_PER_BIN = 20  # time bins of the throughput series: about this many completions each, 10 to 200 bins
+CHUNKS_PER_BIN = 50  # the throughput series: time bins of about this many content chunks (10 to 200 bins)
 
 
 @dataclass(frozen=True)
@@ -113,17 +113,27 @@ def _slo_verdicts(view: PointView, kept: np.ndarray, slos: dict[str, float], alp
 
 
 def _throughput(view: PointView, kept: np.ndarray, rel: float, alpha: float) -> tuple[float, float, bool]:
-    """(output tok/s, req/s, converged) over the kept requests' ends, in time bins."""
+    """(output tok/s, req/s, converged) from the kept requests' first send to the last end.
+
+    The series is the output tokens of the content chunks arriving in each time bin (about
+    CHUNKS_PER_BIN chunks a bin, 10 to 200 bins): tokens stream continuously, whereas completions
+    of a closed loop come in lumps (streams started together end together)."""
     done = kept & view.ok
-    if done.sum() < 2:
+    if done.sum() < 2 or not view.chunks.size:
         return math.nan, math.nan, False
     start = int(view.send_ns[kept].min())
     stop = int(view.end_ns[done].max())
-    bins = int(min(200, max(10, done.sum() // REQUESTS_PER_BIN)))
-    rates = binned_rate(view.end_ns[done], view.per["out_tokens"][done], start, stop, bins)
     span = (stop - start) / 1e9
-    tok = float(view.per["out_tokens"][done].sum() / span) if span > 0 else math.nan
-    return tok, float(done.sum() / span) if span > 0 else math.nan, converged(rates, rel, alpha)
+    if span <= 0:
+        return math.nan, math.nan, False
+    runs = view.chunks
+    weight = np.repeat(runs.est, runs.run_len).astype(float)
+    if runs.tokens is not None:
+        weight = np.where(runs.tokens >= 0, runs.tokens, weight)
+    inside = (runs.t_ns >= start) & (runs.t_ns <= stop)
+    bins = int(min(200, max(10, inside.sum() // CHUNKS_PER_BIN)))
+    rates = binned_rate(runs.t_ns[inside], weight[inside], start, stop + 1, bins)
+    return float(weight[inside].sum() / span), float(done.sum() / span), converged(rates, rel, alpha)
 
 
 def read_view(run_dir: Path, point: int, mode: str, load: float) -> PointView | None:
