@@ -52,7 +52,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrency", type=int, default=None, help="open loop: cap on requests in flight")
     p.add_argument("--tokenizer", default="", help="local tokenizer directory or tokenizer.json (exact prompt lengths)")
     p.add_argument("--slo", default="", help="e.g. ttft_p99=500ms,tpot_p99=50ms")
-    p.add_argument("--warmup", type=float, default=0.1, help="share of each point's first requests left out (default 0.1)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="share of each point's first requests left out (default: found per point by MSER-5 on TTFT)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="load generator processes (default: sized to the machine)")
     p.add_argument("--request-timeout", default="600s", help="per-request deadline")
@@ -103,7 +104,7 @@ def _spec_from_args(a) -> SweepSpec:
     duration = parse_duration(a.duration) if a.duration else None
     if duration is not None and duration <= 0:
         raise UserError("--duration must be positive")
-    if not 0 <= a.warmup < 1:
+    if a.warmup is not None and not 0 <= a.warmup < 1:
         raise UserError("--warmup must be in [0, 1)")
     from workloads.lengths import parse_length
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler import runfolder as rf
-from profiler.runread import point_rows, read_telemetry
+from profiler.runread import point_rows, read_telemetry, warmup_of
 from profiler.summary import POINT_COLUMNS, summarize_point
 
 
@@ -19,7 +19,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     facts = rf.read_point_facts(run_dir)
     tel = read_telemetry(run_dir)
     slos = manifest.get("slos") or {}
-    warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
+    warmup = warmup_of(manifest)
     rows = []
     for f, r, c in point_rows(run_dir, facts):
         row = summarize_point(f, r, c, slos, warmup)

@@ -44,6 +44,15 @@ def mser5_cut(values: np.ndarray) -> int:
     return MSER_BATCH * best_d
 
 
+def warmup_requests(send_ns: np.ndarray, ttft_s: np.ndarray) -> int:
+    """Requests (in send order) before the steady state: those sent before the (5·d*)-th request
+    with a TTFT, d* from MSER-5 on the TTFTs in send order (failed requests have none)."""
+    order = np.argsort(np.asarray(send_ns), kind="stable")
+    t = np.asarray(ttft_s, dtype=float)[order]
+    cut = mser5_cut(t)
+    return int(np.flatnonzero(~np.isnan(t))[cut]) if cut else 0
+
+
 def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
     """`batches` equal batch means of the newest values (the oldest left-over values are dropped)."""
     v = np.asarray(values, dtype=float)

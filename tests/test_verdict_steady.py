@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from profiler.steady import batch_means, binned_rate, converged, mean_ci, mser5_cut, oversaturated, rising
+from profiler.steady import (
+    batch_means,
+    binned_rate,
+    converged,
+    mean_ci,
+    mser5_cut,
+    oversaturated,
+    rising,
+    warmup_requests,
+)
 from profiler.verdict import (
     FAIL,
     PASS,
@@ -137,3 +146,15 @@ def test_binned_rate():
     t = np.array([0, 1, 2, 3]) * 1_000_000_000
     rates = binned_rate(t, np.array([10, 10, 10, 10]), 0, 4_000_000_000, 2)
     assert rates.tolist() == [10.0, 10.0]  # 20 tokens in each 2 s bin
+
+
+def test_warmup_requests_in_send_order_skip_failed():
+    rng = np.random.default_rng(6)
+    ttft = np.r_[np.linspace(2.0, 0.3, 40), rng.normal(0.2, 0.01, 360)]
+    send = np.arange(400)[::-1].copy()  # rows in reverse send order
+    ttft_rows = ttft[::-1].copy()
+    k = warmup_requests(send, ttft_rows)
+    assert 30 <= k <= 60
+    ttft_rows[-1] = np.nan  # the first request sent failed: it has no TTFT, the cut still ends the ramp
+    assert 30 <= warmup_requests(send, ttft_rows) <= 60
+    assert warmup_requests(np.arange(8), np.ones(8)) == 0
