@@ -28,6 +28,8 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-duration", default="5s", help="a point never ends earlier (default 5s)")
     g.add_argument("--max-duration", default="300s", help="a point ends by then, decided or not (default 300s)")
     g.add_argument("--max-probes", type=int, default=15, help="at most this many search probes (default 15)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure the grid N times (rounds, fresh prompts); points.csv gets mean and 95%% CI per load")
 
 
 def parse_share(text: str, flag: str) -> float:
@@ -56,8 +58,14 @@ def _range(a, over: str) -> tuple[float, float]:
 
 def plan_from_args(a, spec: SweepSpec) -> tuple[SweepSpec, SearchPlan | None]:
     """The search plan and the spec it runs with (None: a plain sweep)."""
+    if a.repeat < 1:
+        raise UserError("--repeat must be at least 1")
     if not a.find:
+        if a.repeat > 1:  # rounds of the whole grid: drift spreads over every load alike
+            spec = replace(spec, loads=list(spec.loads) * a.repeat, repeat=a.repeat)
         return _grid(a, spec)
+    if a.repeat > 1:
+        raise UserError("--repeat is for fixed grids; a search decides each probe by its own interval")
     if a.concurrency or a.rate:
         raise UserError("--find chooses the loads itself: drop --concurrency/--rate (use --range)")
     if a.duration:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler import runfolder as rf
+from profiler.repeats import add_repeat_columns
 from profiler.runread import point_rows, read_telemetry, warmup_of
 from profiler.summary import POINT_COLUMNS, summarize_point
 
@@ -29,7 +30,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     if rows:
         extra = [c for c in points.columns if c not in POINT_COLUMNS]
         points = points[[c for c in POINT_COLUMNS if c in points.columns] + extra]
-    return _with_cost(points, manifest)
+    return add_repeat_columns(_with_cost(points, manifest), manifest)
 
 
 def _telemetry_columns(tel: pd.DataFrame, facts: dict, row: dict, gpus: list | None) -> dict:

@@ -58,6 +58,7 @@ class SweepSpec:
     request_timeout_s: float = 600.0
     slos: dict[str, float] = field(default_factory=dict)
     transport: str = "epoll"  # load generator: "epoll" or "threads" (see backends/http_mux.py)
+    repeat: int = 1  # --repeat N: `loads` holds N rounds of the grid (profiler/repeats.py)
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -98,3 +98,19 @@ def test_bad_search_flags_are_one_line(args, needle):
     r = inferprof("sweep", *args)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_repeat_rounds_and_interval_columns(mock, tmp_path):
+    r = inferprof("sweep", "--url", mock.url, "--concurrency", "2,4", "--requests", "8", "--repeat", "2",
+                  "--out", str(tmp_path), *SHORT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = Path(json.loads(r.stdout)["run_dir"])
+    points = pd.read_csv(run_dir / "points.csv")
+    assert points["load"].tolist() == [2, 4, 2, 4]  # rounds of the grid
+    assert points["repeat"].tolist() == [0, 0, 1, 1]
+    for _load, rows in points.groupby("load"):
+        assert rows["output_tok_per_s_rep_mean"].iloc[0] == pytest.approx(rows["output_tok_per_s"].mean(), rel=1e-3)  # csv keeps 3 decimals
+        assert rows["output_tok_per_s_rep_ci95"].notna().all()
+    # points.csv stays a function of the folder
+    assert inferprof("report", str(run_dir)).returncode == 0
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "points.csv"), points)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from profiler.repeats import mean_ci as repeat_mean_ci
 from profiler.steady import (
     batch_means,
     binned_rate,
@@ -158,3 +159,10 @@ def test_warmup_requests_in_send_order_skip_failed():
     ttft_rows[-1] = np.nan  # the first request sent failed: it has no TTFT, the cut still ends the ramp
     assert 30 <= warmup_requests(send, ttft_rows) <= 60
     assert warmup_requests(np.arange(8), np.ones(8)) == 0
+
+
+def test_repeat_interval_matches_the_aiperf_example():
+    # statistics.md §4: [150, 152, 148, 155, 151] → 151.2 ± 2.776·2.588/√5 = [148.0, 154.4]
+    mean, hw = repeat_mean_ci(np.array([150, 152, 148, 155, 151.0]))
+    assert mean == pytest.approx(151.2) and mean - hw == pytest.approx(148.0, abs=0.05)
+    assert math.isnan(repeat_mean_ci(np.array([1.0]))[1])
