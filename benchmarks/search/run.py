@@ -6,9 +6,12 @@ run with `--converge` and the same caps, so every grid point is held to the sear
 evidence (it runs until its always-valid verdict decides, or to the cap). The dense grid's answer
 (the highest passing load below its lowest non-passing one) is the knee.
 
-    nice -n 5 python3 benchmarks/search/run.py [--cases h100,a100,l40s] [--seeds 5] [--out DIR]
+    nice -n 5 python3 benchmarks/search/run.py --cases h100 --part search --seeds 0,1,2,3,4 --out DIR
+    nice -n 5 python3 benchmarks/search/run.py --cases h100 --part grid --out DIR
+    nice -n 5 python3 benchmarks/search/run.py --cases h100 --part dense --centre 27 --out DIR
+    python3 benchmarks/search/run.py --table DIR/results.json [...]
 
-Writes DIR/results.json (appended per run) and prints the table of benchmarks/search/README.md.
+Each part appends a line to DIR/results.json; --table prints the table of benchmarks/search/README.md.
 """
 
 from __future__ import annotations
@@ -47,47 +50,74 @@ def sweep(case: dict, extra: list[str], out: Path, seed: int = 0) -> dict:
             "trail": [(p["load"], p["verdict"], round(p["seconds"], 1)) for p in s.get("probes", [])]}
 
 
-def run_case(name: str, seeds: int, out: Path) -> dict:
+def run_part(name: str, part: str, seed: int, centre: float | None, out: Path) -> dict:
+    """One piece of a case: a search (one seed), the 10-point geometric grid, or the dense grid."""
     case = CASES[name]
-    res: dict = {"case": name, **case, "range": RANGE, "caps": CAPS, "geometric": GEOMETRIC}
-    res["search"] = [sweep(case, ["--find", "max-goodput", "--range", f"{RANGE[0]},{RANGE[1]}"], out, seed)
-                     for seed in range(seeds)]
-    found = [r["found"] for r in res["search"] if r["found"] is not None]
-    centre = statistics.median(found) if found else 32
-    res["grid10"] = sweep(case, ["--concurrency", ",".join(map(str, GEOMETRIC)), "--converge", "10%"], out)
-    step = max(1, round(0.05 * centre))
-    dense = sorted({max(1, int(centre + k * step)) for k in range(-5, 6)})
-    res["dense"] = sweep(case, ["--concurrency", ",".join(map(str, dense)), "--converge", "10%"], out)
-    res["dense_loads"] = dense
+    res: dict = {"case": name, "part": part, "seed": seed, **case, "range": RANGE, "caps": CAPS}
+    if part == "search":
+        res.update(sweep(case, ["--find", "max-goodput", "--range", f"{RANGE[0]},{RANGE[1]}"], out, seed))
+    elif part == "grid":
+        res.update(sweep(case, ["--concurrency", ",".join(map(str, GEOMETRIC)), "--converge", "10%"], out, seed))
+        res["loads"] = GEOMETRIC
+    else:
+        step = max(1, round(0.05 * centre))
+        dense = sorted({max(1, int(centre + k * step)) for k in range(-3, 4)})
+        res.update(sweep(case, ["--concurrency", ",".join(map(str, dense)), "--converge", "10%"], out, seed))
+        res["loads"] = dense
     return res
 
 
-def row(res: dict) -> str:
-    found = [r["found"] for r in res["search"]]
-    gs = [r["gpu_seconds"] for r in res["search"]]
-    knee = res["dense"]["found"]
-    ok = [f is not None and knee is not None and abs(f - knee) <= max(1, 0.05 * knee) for f in found]
-    grid = res["grid10"]["gpu_seconds"]
-    return (f"| {res['preset']} | in {res['in']} / out {res['out']} | {res['slo']} | {knee} "
-            f"(dense {res['dense_loads'][0]}..{res['dense_loads'][-1]}) | {', '.join(str(f) for f in found)} | "
-            f"{sum(ok)}/{len(ok)} | {statistics.mean(gs):.0f} ({min(gs):.0f}–{max(gs):.0f}) | "
-            f"{grid:.0f} (answer {res['grid10']['found']}) | {statistics.mean(gs) / grid:.2f} |")
+def table(rows: list[dict]) -> str:
+    """The README table from the collected parts."""
+    lines = ["| preset | lengths | SLO | knee (dense grid) | search answers (seeds) | within 5 % or ±1 | "
+             "search GPU-s mean (min–max) | 10-point grid GPU-s (its answer) | search / grid |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in CASES:
+        parts = [r for r in rows if r["case"] == name]
+        searches = [r for r in parts if r["part"] == "search"]
+        grid = next((r for r in parts if r["part"] == "grid"), None)
+        dense = next((r for r in parts if r["part"] == "dense"), None)
+        if not searches:
+            continue
+        knee = dense["found"] if dense else None
+        found = [r["found"] for r in searches]
+        ok = [f is not None and knee is not None and abs(f - knee) <= max(1, 0.05 * knee) for f in found]
+        gs = [r["gpu_seconds"] for r in searches]
+        mean = statistics.mean(gs)
+        grid_txt = f"{grid['gpu_seconds']:.0f} ({grid['found']})" if grid else "–"
+        ratio = f"{mean / grid['gpu_seconds']:.2f}" if grid else "–"
+        dense_txt = f"{knee} ({dense['loads'][0]}..{dense['loads'][-1]})" if dense else "–"
+        c = CASES[name]
+        lines.append(f"| {c['preset']} | in {c['in']} / out {c['out']} | {c['slo']} | {dense_txt} | "
+                     f"{', '.join(str(f) for f in found)} | {sum(ok)}/{len(ok)} | {mean:.0f} ({min(gs):.0f}–{max(gs):.0f}) | "
+                     f"{grid_txt} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--part", default="search", choices=["search", "grid", "dense"])
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (search)")
+    ap.add_argument("--centre", type=float, default=None, help="dense grid: its centre (a search's answer)")
     ap.add_argument("--out", default=str(REPO / "results" / "bench-search"))
+    ap.add_argument("--table", nargs="*", help="print the table from these results.json files and exit")
     a = ap.parse_args()
+    if a.table is not None:
+        rows = [json.loads(line) for f in a.table for line in Path(f).read_text().splitlines() if line.strip()]
+        print(table(rows))
+        return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = out / "results.json"
     for name in a.cases.split(","):
-        res = run_case(name, a.seeds, out)
-        with open(log, "a") as f:
-            f.write(json.dumps(res) + "\n")
-        print(row(res), flush=True)
+        for seed in (int(x) for x in a.seeds.split(",")):
+            res = run_part(name, a.part, seed, a.centre, out)
+            with open(out / "results.json", "a") as f:
+                f.write(json.dumps(res) + "\n")
+            print(json.dumps({k: res[k] for k in ("case", "part", "seed", "found", "gpu_seconds", "wall_s")}),
+                  flush=True)
+            if a.part != "search":
+                break
 
 
 if __name__ == "__main__":
