@@ -39,7 +39,7 @@ def test_bisection_ends_within_tolerance_or_one_step_for_every_knee():
 def test_rate_search_is_continuous():
     history, stop = drive(knee(37.3), SearchConfig(0.5, 100, 10, integer=False))
     assert stop.found <= 37.3 and 37.3 - stop.found <= 0.05 * stop.found
-    assert all(p.load != int(p.load) or p.load in (10, 20, 40) for p in history[3:]) or len(history) > 3
+    assert any(p.load != int(p.load) for p in history)  # rate loads are not rounded to whole numbers
 
 
 def test_start_above_knee_halves_down():
