@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from profiler.capacity_cli import add_search_args, answer_line, plan_from_args, search_summary
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import Interrupted, UserError
@@ -60,7 +61,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrency", type=int, default=None, help="open loop: cap on requests in flight")
     p.add_argument("--tokenizer", default="", help="local tokenizer directory or tokenizer.json (exact prompt lengths)")
     p.add_argument("--slo", default="", help="e.g. ttft_p99=500ms,tpot_p99=50ms")
-    p.add_argument("--warmup", type=float, default=0.1, help="share of each point's first requests left out (default 0.1)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="share of each point's first requests left out (default: found per point by MSER-5 on TTFT)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="load generator processes (default: sized to the machine)")
     p.add_argument("--request-timeout", default="600s", help="per-request deadline")
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pricing_args(sweep)
     add_tls_args(sweep)
     add_hosted_args(sweep)
+    add_search_args(sweep)
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -126,7 +129,7 @@ def _spec_from_args(a) -> SweepSpec:
     duration = parse_duration(a.duration) if a.duration else None
     if duration is not None and duration <= 0:
         raise UserError("--duration must be positive")
-    if not 0 <= a.warmup < 1:
+    if a.warmup is not None and not 0 <= a.warmup < 1:
         raise UserError("--warmup must be in [0, 1)")
     from workloads.lengths import parse_length
 
@@ -154,7 +157,7 @@ def cmd_sweep(a) -> int:
     from profiler.sweep import run_sweep
 
     resume = resume_from_args(a)  # --resume: spec and endpoint come from the run folder
-    spec = resume.spec if resume is not None else _spec_from_args(a)
+    spec, plan = (resume.spec, None) if resume is not None else plan_from_args(a, _spec_from_args(a))
     _telemetry_flags(a)  # validate before anything starts
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend != "triton":
@@ -211,7 +214,7 @@ def cmd_sweep(a) -> int:
             return p.to_dict()
 
         run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
-                                    pricing=pricing, resume=resume, quality=quality)
+                                    pricing=pricing, resume=resume, quality=quality, plan=plan)
         if spec.turns > 1:
             from profiler.session_report import write_turns
 
@@ -227,9 +230,15 @@ def cmd_sweep(a) -> int:
     finally:
         if mock is not None:
             mock.stop()
+    search = search_summary(run_dir, points)
     if a.json:
-        print(json.dumps({"run_dir": str(run_dir), "points": to_records(points)}, default=str))
+        out = {"run_dir": str(run_dir), "points": to_records(points)}
+        if search is not None:
+            out["search"] = search
+        print(json.dumps(out, default=str))
     else:
+        if search is not None:
+            print(answer_line(search))
         print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
                     console=Console(width=wide) if a.format == "table" else None)
         print(run_dir)

@@ -38,7 +38,7 @@ from backends.http_stream import Connection
 from backends.laghist import LagHistogram
 from backends.records import RawStream, RequestRecord
 from profiler.recorder import Batch, RecordJob, Spool, close_processes, name_process, parse_streams
-from profiler.stopping import Outcomes, die_with_parent
+from profiler.stopping import STOP_DECIDED, Outcomes, die_with_parent
 from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
@@ -70,6 +70,7 @@ class PointJob:
     timeouts: Timeouts | None = None  # per phase; None: every wait is min(60 s, request_timeout_s)
     max_error_rate: float | None = None  # error policy (profiler.stopping); None = off
     error_window: int = 100
+    live: bool = False  # watched while it runs: the spool is written at normal priority, not SCHED_IDLE
 
 
 @dataclass
@@ -134,7 +135,7 @@ class _Keep:
     """Where a finished stream goes: `keep.add(request id, scheduled_ns, raw)`."""
 
     def __init__(self, job: PointJob):
-        self.spool = Spool(job.spool) if job.spool else None
+        self.spool = Spool(job.spool, idle=not job.live) if job.spool else None
         self.raws: list[tuple[int, int, RawStream]] = []
         self.add = self.spool.add if self.spool is not None else self._append
 
@@ -219,6 +220,8 @@ class _ClosedFeed(Feed):
 
     def _more(self, now: int) -> bool:
         if self.job.stop_ns and now >= self.job.stop_ns or _STOP is not None and _STOP[0]:
+            return False
+        if _stopped():
             return False
         return self.job.cycle or self.i < self.n
 
@@ -488,6 +491,12 @@ class WorkerPool:
             except (EOFError, OSError):
                 results.append(WorkerResult(job.worker, [], error="worker process died"))
         return results
+
+    def request_stop(self) -> None:
+        """End the running point early (a decided capacity probe): workers send nothing more and
+        cancel what is in flight, as for any stop (profiler.stopping)."""
+        if not self.stop[0]:
+            self.stop[0] = STOP_DECIDED
 
     def close(self) -> None:
         close_processes(self.pipes, self.procs)

@@ -12,8 +12,9 @@ Times are int64 nanoseconds from `time.perf_counter_ns()`; results are seconds u
   response fully received). Requests with one output token have no ITL/TPOT.
 - Output tokens = server `usage.completion_tokens` when reported, else the client tokenizer's
   count of the whole text, else the number of content chunks.
-- Steady window: from the send time of the first request after the warm-up share (the first
-  ceil(warmup × n) requests by send time) to the last send time. When that is empty (e.g. all
+- Steady window: from the send time of the first request after the warm-up (the first
+  ceil(warmup × n) requests by send time; without a warm-up share, the requests MSER-5 finds on
+  TTFT, `profiler.steady.warmup_requests`) to the last send time. When that is empty (e.g. all
   requests sent at once) the whole point is the window.
 - Throughput in the window: output tokens whose chunk arrived inside it ÷ its length (a chunk's
   tokens are the server's per-chunk count when given, else the request's tokens spread evenly
@@ -129,12 +130,14 @@ def sorted_by_request_time(request_ids: np.ndarray, t_ns: np.ndarray) -> bool:
     return bool(np.all((d_req > 0) | ((d_req == 0) & (np.diff(np.asarray(t_ns)) >= 0))))
 
 
-def steady_window(send_ns: np.ndarray, end_ns: np.ndarray, warmup_frac: float) -> tuple[int, int, bool]:
-    """(start_ns, end_ns, steady): see the module docstring. steady=False means the whole point."""
+def steady_window(send_ns: np.ndarray, end_ns: np.ndarray, warmup_frac: float,
+                  skip: int | None = None) -> tuple[int, int, bool]:
+    """(start_ns, end_ns, steady): see the module docstring. steady=False means the whole point.
+    `skip`: the warm-up as a request count (MSER-5, `profiler.steady.warmup_requests`) instead of a share."""
     send = np.sort(np.asarray(send_ns, dtype=np.int64))
     if send.size == 0:
         return 0, 0, False
-    k = min(send.size - 1, math.ceil(warmup_frac * send.size))
+    k = min(send.size - 1, skip if skip is not None else math.ceil(warmup_frac * send.size))
     start, stop = int(send[k]), int(send[-1])
     if stop > start:
         return start, stop, True

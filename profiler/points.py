@@ -8,7 +8,8 @@ import pandas as pd
 
 from profiler import runfolder as rf
 from profiler.cost.hosted_run import HOSTED, add_hosted_cost_columns, cached_prompt_columns
-from profiler.runread import point_rows, read_telemetry
+from profiler.repeats import add_repeat_columns
+from profiler.runread import point_rows, read_telemetry, warmup_of
 from profiler.summary import POINT_COLUMNS, summarize_point
 
 
@@ -20,7 +21,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     facts = rf.read_point_facts(run_dir)
     tel = read_telemetry(run_dir)
     slos = manifest.get("slos") or {}
-    warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
+    warmup = warmup_of(manifest)
     rows, quality = [], manifest.get("quality")
     quality_rows = []
     for f, r, c in point_rows(run_dir, facts):
@@ -34,7 +35,7 @@ def summarize_run(run_dir: str | Path) -> pd.DataFrame:
     if rows:
         extra = [c for c in points.columns if c not in POINT_COLUMNS]
         points = points[[c for c in POINT_COLUMNS if c in points.columns] + extra]
-    points = _with_cost(points, manifest)
+    points = add_repeat_columns(_with_cost(points, manifest), manifest)
     if quality_rows:  # after every other column
         from profiler.quality.summary import add_quality_cost
 

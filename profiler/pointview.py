@@ -21,6 +21,7 @@ import numpy as np
 
 from profiler import metrics as m
 from profiler.chunkruns import ChunkRuns
+from profiler.steady import warmup_requests
 
 # requests.parquet columns the view keeps as arrays (besides the times it derives from).
 REQUEST_ARRAYS = ("max_tokens", "input_tokens", "usage_prompt_tokens", "usage_completion_tokens",
@@ -100,7 +101,8 @@ class PointView:
         return self.chunks.tokens_in_window(self.start_ns, self.stop_ns, runs)
 
     @classmethod
-    def build(cls, facts: dict, requests, chunks, warmup_frac: float) -> PointView:
+    def build(cls, facts: dict, requests, chunks, warmup_frac: float | None) -> PointView:
+        """`warmup_frac` None: the warm-up is found from the data (MSER-5 on TTFT)."""
         def col(frame, name, dtype):
             return np.asarray(frame[name], dtype=dtype) if len(frame) else np.empty(0, dtype)
 
@@ -110,7 +112,8 @@ class PointView:
         cols = {c: col(requests, c, np.int64) for c in REQUEST_ARRAYS}
         per = m.per_request(requests) if rid.size else {k: np.empty(0) for k in
                                                        ("out_tokens", "ttft", "e2e", "itl_token", "tpot")}
-        start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac)
+        skip = warmup_requests(send, per["ttft"]) if warmup_frac is None else None
+        start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac or 0.0, skip)
         runs = ChunkRuns.build(chunks, rid[error == ""], rid, per["out_tokens"], cols["n_content_chunks"])
         usage_prompt = cols["usage_prompt_tokens"]
         return cls(

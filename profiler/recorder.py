@@ -114,7 +114,8 @@ class Spool:
     then waited behind those writes (benchmarks/scale/SOAK.md). Thread-safe: the threads transport
     and gRPC finish streams on many threads."""
 
-    def __init__(self, stem: str | os.PathLike):
+    def __init__(self, stem: str | os.PathLike, idle: bool = True):
+        self.idle = idle  # False while a watcher reads the point live (profiler/capacity.py)
         self.stem = str(stem)
         self.k = 0
         self.fd = self._open(0)
@@ -139,7 +140,8 @@ class Spool:
         return os.open(segment(self.stem, k), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def _run(self) -> None:
-        idle_priority()
+        if self.idle:
+            idle_priority()
         wait = WRITE_EVERY_S
         while not self._stop.wait(wait):
             queued = len(self.queue)
@@ -202,6 +204,7 @@ class RecordJob:
     spool: str = ""
     run_dir: str = ""
     answers: dict = field(default_factory=dict)  # eval requests: index -> (item, template); their text is kept
+    live: bool = False  # the point is watched while it runs: parse at normal priority
 
     @classmethod
     def of(cls, job, spool: str = "", run_dir: str = "") -> RecordJob:
@@ -210,7 +213,8 @@ class RecordJob:
                    specs={r.index: (r.input_tokens, r.input_exact, r.max_tokens) for r in job.requests},
                    total_specs=job.total_specs,
                    cancel_after_ns=job.stop_ns + int(job.drain_s * 1e9) if job.stop_ns else 0,
-                   tokenizer_path=job.tokenizer_path, spool=spool, run_dir=run_dir)
+                   tokenizer_path=job.tokenizer_path, spool=spool, run_dir=run_dir,
+                   live=getattr(job, "live", False))
 
 
 _TOKENIZERS: dict[str, object] = {}
@@ -393,7 +397,8 @@ class Tail:
 
     def follow(self, stop: threading.Event) -> None:
         """While the point runs: every FLUSH_S, parse what is new and append it as a part."""
-        idle_priority()
+        if not self.job.live:  # a watched point needs its records on disk now, not when a core idles
+            idle_priority()
         try:
             while not stop.wait(FLUSH_S):
                 for _ in range(self._steps()):  # bounded: what is written now

@@ -74,8 +74,15 @@ class Run:
         return str(self.manifest.get("run_id") or self.path.name)
 
     @property
-    def warmup_frac(self) -> float:
-        return float((self.manifest.get("spec") or {}).get("warmup_frac", 0.1))
+    def warmup_frac(self) -> float | None:
+        return warmup_of(self.manifest)
+
+
+def warmup_of(manifest: dict) -> float | None:
+    """The run's warm-up share (None: found per point by MSER-5; runs before it default to 0.1)."""
+    spec = manifest.get("spec") or {}
+    v = spec.get("warmup_frac", 0.1)
+    return None if v is None else float(v)
 
 
 def read_manifest(run_dir: str | Path) -> dict:

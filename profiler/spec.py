@@ -52,7 +52,7 @@ class SweepSpec:
     output_tokens: str = "128"
     arrival: str = "poisson"  # open loop arrivals
     max_concurrency: int | None = None  # open loop: cap on requests in flight
-    warmup_frac: float = 0.1
+    warmup_frac: float | None = 0.1  # None: found per point from the data (MSER-5 on TTFT)
     seed: int = 0
     workers: int = 0  # 0 = sized to the machine
     request_timeout_s: float = 600.0
@@ -78,6 +78,7 @@ class SweepSpec:
     prefix_tokens: int = 0
     turns: int = 1  # > 1: multi-turn sessions (profiler/sessions.py)
     think_time: str = "0"  # a workloads.sessions.parse_think spec
+    repeat: int = 1  # --repeat N: `loads` holds N rounds of the grid (profiler/repeats.py)
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

@@ -7,7 +7,8 @@ and send nothing more:
 - `STOP_ERROR_RATE`: a worker saw more than `--max-error-rate` failures among its last
   `--error-window` finished requests (`Outcomes`);
 - `STOP_SERVER_DOWN`: a worker's last `DOWN_AFTER` requests in a row could not connect;
-- `STOP_INTERRUPTED`: the sweep got SIGINT or SIGTERM (`SweepSignals`).
+- `STOP_INTERRUPTED`: the sweep got SIGINT or SIGTERM (`SweepSignals`);
+- `STOP_DECIDED`: a capacity probe's verdict is settled, or it is over-saturated (profiler/capacity.py).
 
 The point is then recorded like any other, with its `stop_reason` in points.jsonl and
 points.csv. After a server-down point the sweep waits for the server (`wait_for_server`, at
@@ -25,9 +26,9 @@ from collections import deque
 from backends import control
 from backends.records import CONNECT_ERRORS, ERR_CANCELLED
 
-STOP_NONE, STOP_ERROR_RATE, STOP_SERVER_DOWN, STOP_INTERRUPTED = 0, 1, 2, 3
+STOP_NONE, STOP_ERROR_RATE, STOP_SERVER_DOWN, STOP_INTERRUPTED, STOP_DECIDED = 0, 1, 2, 3, 4
 STOP_REASONS = {STOP_NONE: "", STOP_ERROR_RATE: "error_rate", STOP_SERVER_DOWN: "server_down",
-                STOP_INTERRUPTED: "interrupted"}
+                STOP_INTERRUPTED: "interrupted", STOP_DECIDED: "decided"}
 DOWN_AFTER = 5  # connect failures in a row (one worker) that mean the server is gone
 MIN_WINDOW = 10  # the error rate is judged once this many requests (or the whole window) finished
 HEALTH_PATHS = {"openai": "/v1/models", "triton": "/v2/health/ready"}

@@ -51,10 +51,15 @@ def _server_ttft_hist(before: str | None, after: str | None) -> dict | None:
 
 def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Console,
               command: list[str] | None = None, telemetry=None, on_point=None,
-              pricing=None, resume=None, quality=None) -> tuple[Path, pd.DataFrame]:
+              pricing=None, resume=None, quality=None, plan=None) -> tuple[Path, pd.DataFrame]:
     """Measure every point of `spec` against `target`; returns (run folder, points table).
+
+    `plan` (default: the fixed grid `spec.loads`) chooses the points as the sweep goes: see
+    `FixedPlan` for what it answers; `profiler.capacity.SearchPlan` is the SLO search.
     `resume` (profiler.resume.Resume) continues that run folder from its first unfinished point;
     `quality`: a profiler.quality.plan.QualityPlan (eval requests mixed into each point, scored after it)."""
+    first_i = resume.next_point if resume is not None else 0
+    plan = plan if plan is not None else FixedPlan(spec, first_i)
     notices: list[str] = []
     eval_maps: dict[int, dict] = {}
     codec = make_codec(target)
@@ -62,8 +67,9 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
 
     extra_facts: dict[int, dict] = {}  # per point, from production-like workloads (profiler/traffic.py)
 
-    def workload(i: int, load) -> tuple[list[RequestSpec], list[bytes]]:
-        n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
+    def workload(i: int, load, n: int | None = None) -> tuple[list[RequestSpec], list[bytes]]:
+        if n is None:
+            n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
         if traffic.active(spec):
             reqs, extra_facts[i] = traffic.build_point(spec, target, n, notices, spec.seed + 1009 * i, i)
         else:
@@ -74,8 +80,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
             reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed, span)
         return reqs, payloads
 
-    first_i = resume.next_point if resume is not None else 0
-    first = workload(first_i, spec.loads[first_i])
+    first = workload(first_i, *plan.first())
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
     if callable(telemetry):  # built only once the endpoint is known to work
@@ -93,17 +98,16 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         _start_telemetry(telemetry, pricing, manifest, run_dir)
         page = telemetry.server_metrics_url if telemetry is not None else None
         with _progress(console) as progress, SweepSignals(pool.stop) as signals:
-            for i in range(first_i, len(spec.loads)):
-                load = spec.loads[i]
-                requests, payloads = first if i == first_i else workload(i, load)
+            for i, (load, n_req) in enumerate(plan.points(run_dir, pool), start=first_i):
+                requests, payloads = first if i == first_i else workload(i, load, n_req)
                 pool.stop[0] = 0  # then the check: a signal from now on stops this point
                 _stop_if_interrupted(signals, manifest, i)
                 task = progress.add_task(_label(spec, i, load),
                                          total=len(requests) if spec.duration_s is None else None)
-                live = (lambda done, t=task: progress.update(t, completed=done)) if console.is_terminal else None
+                live = _live(progress, task, console, plan.watch(i, load, pool, run_dir))
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
-                    telemetry, page, eval_maps.pop(i, None))
+                    telemetry, page, eval_maps.pop(i, None), watched=plan.watched(i))
                 stop = int(pool.stop[0])
                 facts["stop_reason"] = STOP_REASONS.get(stop, "")
                 facts.update(extra_facts.pop(i, {}))
@@ -181,6 +185,47 @@ def _await_server(spec: SweepSpec, target: Target, manifest: dict, run_dir: Path
     console.print(f"server is back after {waited:.1f} s; the sweep goes on")
 
 
+class FixedPlan:
+    """The points of a plain sweep: `spec.loads` in order, each with the default request count.
+
+    A plan answers `first()` (the first point's (load, requests or None), known before the run
+    folder exists), `points(run_dir, pool)` (an iterator of (load, requests or None), advanced
+    once the previous point is recorded) and `watch(i, load, pool, run_dir)` (None, or a callable
+    given the finished-request count a few times a second while the point runs, which may end it
+    early with `pool.request_stop()`) and `watched(i)` (True when point i has such a watcher: its
+    records are then written at normal priority, so the watcher sees them while the point runs)."""
+
+    def __init__(self, spec: SweepSpec, first_i: int = 0):
+        self.spec, self.first_i = spec, first_i  # first_i > 0: a resumed sweep's first unfinished point
+
+    def first(self) -> tuple:
+        return self.spec.loads[self.first_i], None
+
+    def points(self, run_dir: Path, pool):
+        return ((load, None) for load in self.spec.loads[self.first_i:])
+
+    def watch(self, i: int, load, pool, run_dir: Path):
+        return None
+
+    def watched(self, i: int) -> bool:
+        """Whether point i has a watcher reading its records while it runs."""
+        return False
+
+
+def _live(progress: Progress, task, console: Console, watch):
+    """The progress callback: the display (on a terminal) and the plan's watcher."""
+    show = console.is_terminal
+    if not show and watch is None:
+        return None
+
+    def live(done: int) -> None:
+        if show:
+            progress.update(task, completed=done)
+        if watch is not None:
+            watch(done)
+    return live
+
+
 def _label(spec: SweepSpec, i: int, load) -> str:
     return f"point {i}: {'concurrency' if spec.mode == 'concurrency' else 'rate'} {load:g}"
 
@@ -212,14 +257,15 @@ def _score_point(quality, run_dir: Path, i: int, console: Console) -> str:
     return score_point(quality, run_dir, i)
 
 
-def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page, answers=None):
+def _measure_point(pools, spec, target, codec, requests, payloads, i, load, live, telemetry, page, answers=None,
+                   watched=False):
     """Run one point, with a telemetry reading and a scrape of the server's page on each side."""
     if telemetry is not None:
         telemetry.sample_now()  # a reading just before the point, for counters
     before = control.scrape(page) if page else None
     with _TelemetryFlush(telemetry, pools[2]):
         facts, results, recorded = _run_point(pools, spec, target, codec, requests, payloads, i, load, live,
-                                              answers)
+                                              answers, watched)
     if telemetry is not None:
         telemetry.sample_now()  # and one just after it
     after = control.scrape(page) if page else None
@@ -304,7 +350,7 @@ def _finish(telemetry, writer: rf.RunWriter, manifest: dict, run_dir: Path) -> N
 
 
 def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: SweepSpec, target: Target, codec,
-               requests, payloads, point: int, load, on_progress=None, answers=None):
+               requests, payloads, point: int, load, on_progress=None, answers=None, watched: bool = False):
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
@@ -342,6 +388,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
         expected += n / float(load)
     record_jobs = []
     for job in jobs:
+        job.live = watched
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
         if answers:  # eval requests: the recorder keeps their text (answers.parquet/)

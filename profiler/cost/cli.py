@@ -141,6 +141,7 @@ def cost_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
     """Everything `inferprof cost` prints, as a dict (points with cost columns, cheapest, hosted)."""
     df, manifest = load_run(run_dir)
     notices: list[str] = []
+    df = _found_point(run_dir, df, args, notices)
     slos = manifest.get("slos") or {}
     if getattr(args, "slo", None):
         slos = parse_slos(args.slo)
@@ -253,9 +254,23 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def _found_point(run_dir, df, args, notices: list[str]):
+    """A search run (profiler/capacity.py) is costed at the point it found, unless --slo re-asks."""
+    if getattr(args, "slo", None):
+        return df
+    from profiler.capacity_cli import restrict_to_found
+
+    df, note = restrict_to_found(run_dir, df)
+    if note:
+        notices.append(note)
+    return df
+
+
 def size_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
     """Everything `inferprof size` prints, as a dict."""
     df, manifest = load_run(run_dir)
+    found_notes: list[str] = []
+    df = _found_point(run_dir, df, args, found_notes)
     slos = parse_slos(args.slo) if getattr(args, "slo", None) else None
     detected = detected_gpu(manifest, df)
     primary = _run_pricing(args, manifest, detected)
@@ -272,7 +287,7 @@ def size_report(run_dir: str | Path, args: argparse.Namespace) -> dict:
     spot = primary.usd_per_gpu_hour if kind == "spot" else other_price
     n_gpus = gpu_count(manifest, df) or 1.0
     hosted = None
-    notices = [primary.notice] if primary.notice else []
+    notices = ([primary.notice] if primary.notice else []) + found_notes
     hosted_name = getattr(args, "hosted", None) or run_model(manifest)
     if hosted_name:
         try:

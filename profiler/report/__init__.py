@@ -25,8 +25,18 @@ def write_report(run_dir: str | Path) -> Path:
     figs = plots.build_figures(run.points, tel, run.facts, run_samples(run, max_requests=REPORT_SAMPLE_REQUESTS), hosted)
     written = plots.write_figures(figs, run.path / PLOTS_DIR)
     pngs = {name: p.read_bytes() for name, p in written.items()}
-    text = html.render_report(run.manifest, run.points, headline(run.points, run.manifest, hosted, as_of), pngs)
+    text = html.render_report(run.manifest, run.points, headline(run.points, run.manifest, hosted, as_of), pngs,
+                              search_html=_search_html(run))
     return html.write_html(run.path / REPORT_HTML, text)
+
+
+def _search_html(run) -> str:
+    from profiler.capacity import read_search
+    from profiler.report.html import esc
+    from profiler.report.search_html import search_section
+
+    search = read_search(run.path)
+    return search_section(run.path, search, run.points, esc) if search and "found_load" in search else ""
 
 
 __all__ = ["write_report", "REPORT_HTML", "PLOTS_DIR"]

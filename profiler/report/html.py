@@ -246,7 +246,8 @@ def page(title: str, subtitle: str, body: str) -> str:
             f"<h1>{esc(title)}</h1><p class=\"sub\">{subtitle}</p>{body}</body></html>\n")
 
 
-def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[str, bytes]) -> str:
+def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[str, bytes],
+                  search_html: str = "") -> str:
     """The whole report page (pure)."""
     ep = manifest.get("endpoint") or {}
     gpus = manifest.get("gpus") or []
@@ -257,6 +258,7 @@ def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[
     mode = str(points["mode"].iloc[0]) if n_pts and "mode" in points.columns else ""
     loads = ", ".join(f"{x:g}" for x in numeric(points, "load").dropna()) if n_pts else ""
     body = [
+        *(["<h2>Capacity search</h2>", search_html] if search_html else []),
         "<h2>Answers</h2>", headline_cards(h),
         f"<h2>Per point</h2><p class=\"sub\">{n_pts} points, {esc(mode)} {esc(loads)}; latencies over each point's "
         "steady window; untrusted points highlighted</p>", points_table(points),
