@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a load sweep against an endpoint (default: the embedded mock)")
     _sweep_args(sweep)
     add_pricing_args(sweep)
+    from profiler.sweepconfig import add_config_arg
+
+    add_config_arg(sweep)  # sweep files: the schema is read from every flag of this parser
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -108,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_quality(sub)
     register_predict(sub)
+    from profiler.matrix.cli import register as register_matrix
+
+    register_matrix(sub)
     return parser
 
 
@@ -174,6 +180,9 @@ def cmd_sweep(a) -> int:
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")
+        from profiler.sweepconfig import resolved
+
+        extra["config"] = resolved(a)  # `inferprof sweep --config RUN_DIR/manifest.json` re-runs it
         extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
                            "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
         if a.no_ignore_eos:
@@ -282,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return mock_main(argv[1:])
     try:
-        a = build_parser().parse_args(argv)
+        parser = build_parser()
+        a = parser.parse_args(argv)
         if a.command == "sweep":
-            return cmd_sweep(a)
+            from profiler.sweepconfig import apply_config
+
+            return cmd_sweep(apply_config(parser, a, argv))
         if a.command == "report":
             return cmd_report(a)
         return a.func(a)
