@@ -79,9 +79,11 @@ class Matrix:
                     break
                 self.run_cell(cid, cfg, server, facts.get("served_model") or "", gpus)
         except srv.ServerFailed as e:
-            self.update("servers", ss.id, status="failed", error=str(e), log_tail=e.log_tail)
+            status = "interrupted" if self.stop.is_set() else "failed"
+            self.update("servers", ss.id, status=status, error=str(e), log_tail=e.log_tail)
             for cid, _ in pending:
-                self.update("cells", cid, status="failed", error=f"server: {e}", log_tail=e.log_tail)
+                if not self.cell_done(cid):
+                    self.update("cells", cid, status=status, error=f"server: {e}", log_tail=e.log_tail)
         finally:
             code = server.stop(self.spec.server.stop_timeout)
             with self.lock:

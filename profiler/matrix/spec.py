@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -149,7 +150,8 @@ def flag_args(settings: dict) -> list[str]:
 def server_command(m: MatrixFile, settings: dict, port: int) -> list[str]:
     """The command template filled for one server setting on one port."""
     fields = {k: v for k, v in settings.items() if isinstance(k, str)}
-    fields.update(model=m.server.model, served_name=m.server.served_name or m.server.model,
+    model = os.path.expandvars(m.server.model)  # `model: $MODEL` in files shared with a cloud task
+    fields.update(model=model, served_name=m.server.served_name or model,
                   host=m.server.host, port=port, args=shlex.join(flag_args(settings)))
     try:
         if isinstance(m.server.command, list):
