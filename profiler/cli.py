@@ -244,11 +244,22 @@ def _quality_plan(spec: SweepSpec, target):
 
 
 def _telemetry_flags(a) -> tuple[list[int] | None, float]:
-    gpus = [int(x) for x in parse_number_list(a.gpus, "--gpus", integer=True)] if a.gpus else None
+    gpus = _gpu_indices(a.gpus) if a.gpus else None
     period = parse_duration(a.telemetry_period)
     if not 0.001 <= period <= 60:
         raise UserError("--telemetry-period must be between 1ms and 60s")
     return gpus, period
+
+
+def _gpu_indices(text: str) -> list[int]:
+    """--gpus 0,1: NVML indices start at 0 (parse_number_list takes positive numbers only)."""
+    try:
+        gpus = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"invalid --gpus {text!r}: use GPU indices, e.g. 0,1") from None
+    if not gpus or min(gpus) < 0:
+        raise UserError(f"invalid --gpus {text!r}: use GPU indices (0 and up), e.g. 0,1")
+    return gpus
 
 
 def _telemetry(a, url: str, console: Console):

@@ -83,7 +83,7 @@ def parse(doc: Any, source: str) -> MatrixFile:
         m = MatrixFile.model_validate(doc)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join(_doc_path(doc, err["loc"]))
         what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise UserError(f"{source}: key {key!r}: {what}") from None
     if m.server_grid and m.server_cells:
@@ -91,6 +91,23 @@ def parse(doc: Any, source: str) -> MatrixFile:
     if m.parallel < 1:
         raise UserError(f"{source}: key 'parallel' must be at least 1")
     return m
+
+
+def _doc_path(doc: Any, loc: tuple) -> list[str]:
+    """The part of an error location that is in the file (pydantic adds union members: 'int')."""
+    out, node = [], doc
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif not out or isinstance(node, dict):  # an unknown key: name it
+            out.append(str(part))
+            break
+        else:
+            break
+        out.append(str(part))
+    return out
 
 
 def grid(axes: dict[str, list] | None) -> list[dict]:
@@ -159,7 +176,8 @@ def server_command(m: MatrixFile, settings: dict, port: int) -> list[str]:
             for part in m.server.command:
                 argv += shlex.split(part.format(**fields)) if part == "{args}" else [part.format(**fields)]
             return argv
-        return shlex.split(m.server.command.format(**fields))
+        quoted = {k: v if k == "args" else shlex.quote(str(v)) for k, v in fields.items()}
+        return shlex.split(m.server.command.format(**quoted))  # a value with spaces stays one argument
     except (KeyError, IndexError, ValueError) as e:
         raise UserError(f"server.command: cannot fill the template ({type(e).__name__}: {e})") from None
 
