@@ -70,7 +70,9 @@ def test_matrix_side_by_side_failed_cell_and_comparison(tmp_path, capsys, monkey
         assert cell_yaml["gpus"] == s["env"]["CUDA_VISIBLE_DEVICES"]
         assert c["status"] == "ok" and s["cold_start_s"] >= s["start_to_healthy_s"] > 0
         assert s["command"][-2:] == ["--max-num-seqs", sid.split("=")[1]]
-        assert json.loads((Path(c["run_dir"]) / "manifest.json").read_text())["config"]["gpus"] == cell_yaml["gpus"]
+        manifest = json.loads((Path(c["run_dir"]) / "manifest.json").read_text())
+        assert manifest["config"]["gpus"] == cell_yaml["gpus"]  # the sweep's telemetry: this cell's GPU
+        assert manifest["server"]["cell"] == sid and manifest["server"]["args"] == s["command"][-2:]
     comp = pd.read_csv(folder / "comparison.csv")
     assert comp["best"].sum() == 1
     # one sequence at a time serves 4 concurrent streams far slower than 8: the mock's batching

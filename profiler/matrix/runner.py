@@ -22,7 +22,14 @@ import yaml
 import profiler
 from profiler.errors import UserError
 from profiler.matrix import server as srv
-from profiler.matrix.spec import MatrixFile, ServerSetting, server_command, server_env, server_settings
+from profiler.matrix.spec import (
+    MatrixFile,
+    ServerSetting,
+    flag_args,
+    server_command,
+    server_env,
+    server_settings,
+)
 
 STATE = "matrix.json"
 
@@ -128,8 +135,32 @@ class Matrix:
         run_dir = _run_dir(out)
         status = "ok" if rc == 0 and run_dir else ("interrupted" if self.stop.is_set() else "failed")
         err = None if status == "ok" else f"sweep exited with {rc}"
+        if run_dir:
+            self._stamp(Path(run_dir), cid)
         self.update("cells", cid, status=status, exit_code=rc, run_dir=run_dir, error=err, ended_at=_now(),
                     log_tail=None if status == "ok" else srv.log_tail(cdir / "sweep.log"))
+
+    def _stamp(self, run_dir: Path, cid: str) -> None:
+        """The run folder says which server ran it (as scripts/vllm_sweep.sh did): manifest["server"]."""
+        with self.lock:
+            cell = self.state["cells"][cid]
+            rec = dict(self.state["servers"].get(cell["server"]) or {})
+            host = self.state.get("host") or {}
+        keep = ("settings", "command", "env", "port", "gpus", "server_version", "served_model",
+                "start_to_healthy_s", "healthy_to_first_token_s", "cold_start_s")
+        server = {"kind": "inferprof matrix", "matrix": str(self.dir), "cell": cid,
+                  "args": flag_args(rec.get("settings") or {}),  # what compare.html shows per run
+                  **{k: rec.get(k) for k in keep}, **{k: host.get(k) for k in ("nvidia_smi", "nvidia_smi_gpus", "cloud")}}
+        path = run_dir / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        old = manifest.get("server")
+        manifest["server"] = {**old, **server} if isinstance(old, dict) else server
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(tmp, path)
 
     def _sweep(self, cmd: list[str], cdir: Path) -> tuple[int, str]:
         env = dict(os.environ)
