@@ -8,6 +8,7 @@ telemetry GPUs.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -114,8 +115,8 @@ class Matrix:
             try:
                 ft = srv.first_token_s(server.host, server.port, facts["served_model"])
                 facts.update(healthy_to_first_token_s=round(ft, 3), cold_start_s=round(healthy + ft, 3))
-            except (OSError, TimeoutError) as e:
-                facts["probe_error"] = str(e)
+            except (OSError, http.client.HTTPException) as e:  # measured without it; said in the state
+                facts["probe_error"] = f"{type(e).__name__}: {e}"
         return facts
 
     # ------------------------------------------------------------ one sweep cell
@@ -250,6 +251,10 @@ def run(m: Matrix, detected_gpus: list[int]) -> None:
                 mine = [pool.pop(0) for _ in range(per)]
             try:
                 m.run_server(ss, slot, mine)
+            except Exception as e:  # a bug in one cell must not end the others: record it
+                for cid, _ in ss.sweeps:
+                    if not m.cell_done(cid):
+                        m.update("cells", cid, server=ss.id, status="failed", error=f"internal error: {e!r}")
             finally:
                 with free:
                     pool.extend(mine)

@@ -45,16 +45,14 @@ class Server:
 
     def start(self, env: dict[str, str]) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it; closed on stop
-        self.started = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, **env}, start_new_session=True)
-        except OSError as e:
-            log.close()
-            raise ServerFailed(f"cannot start {self.argv[0]!r}: {e.strerror or e}", "") from None
-        finally:
-            log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.started = time.monotonic()
+            try:
+                self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                             start_new_session=True)  # its own process group
+            except OSError as e:
+                raise ServerFailed(f"cannot start {self.argv[0]!r}: {e.strerror or e}", "") from None
         return self
 
     def wait_healthy(self, path: str, timeout_s: float, stop=lambda: False) -> float:
