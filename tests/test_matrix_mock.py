@@ -89,6 +89,7 @@ def test_matrix_side_by_side_failed_cell_and_comparison(tmp_path, capsys, monkey
     ({"server_grid": {"a": [1]}, "server_cells": [{"a": 1}]}, "not both"),
     ({"sweep": {"requests": "many"}}, "'requests'"),
     ({"sweep": {"concurency": 4}}, "unknown key 'concurency'"),
+    ({"server": {"command": "serve {modle}"}}, "cannot fill the template"),
 ])  # fmt: skip
 def test_bad_matrix_file_is_one_line(doc, words, tmp_path, capsys):
     path = tmp_path / "m.yaml"

@@ -51,13 +51,15 @@ def load_file(path: str):
 
 
 def check_sweeps(spec) -> None:
-    """Every cell's sweep keys against the sweep schema, before any server starts."""
+    """Every cell's server command and sweep keys, before any server starts."""
     from profiler.cli import build_parser
-    from profiler.matrix.spec import server_settings
+    from profiler.matrix.spec import server_command, server_env, server_settings
     from profiler.sweepconfig import sweep_parser, validate
 
     sweep = sweep_parser(build_parser())
     for ss in server_settings(spec):
+        server_command(spec, ss.settings, spec.server.port)  # a template that cannot be filled fails now
+        server_env(spec, ss.settings)
         for cid, cfg in ss.sweeps:
             validate(cfg, sweep, f"sweep of cell {cid}")
 
