@@ -91,7 +91,8 @@ def test_matrix_side_by_side_failed_cell_and_comparison(tmp_path, capsys, monkey
     ({"sweep": {"concurency": 4}}, "unknown key 'concurency'"),
     ({"server": {"command": "serve {modle}"}}, "cannot fill the template"),
 ])  # fmt: skip
-def test_bad_matrix_file_is_one_line(doc, words, tmp_path, capsys):
+def test_bad_matrix_file_is_one_line(doc, words, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default out folder is ./results: nothing may be made there
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(doc))
     assert main(["matrix", str(path)]) == 2
