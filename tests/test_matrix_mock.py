@@ -117,3 +117,42 @@ def test_grid_flags_and_template():
     assert server_command(m, ss[1].settings, 9001) == [
         "vllm", "serve", "org/M 1", "--host", "127.0.0.1", "--port", "9001", "--served-model-name", "org/M 1",
         "--tensor-parallel-size", "2"]
+
+
+def test_resume_after_sigkill_stops_the_orphaned_server(tmp_path):
+    """kill -9 of the matrix's process group leaves its server (own session) running: --resume
+    stops it (its pid still runs the recorded command) and finishes the cells."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    path = _write(tmp_path, parallel=1,
+                  server_cells=[{"max_num_seqs": 2}, {"max_num_seqs": 4}])
+    env = {**os.environ, "INFERPROF_NO_IMDS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "profiler", "matrix", str(path)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while pid is None and time.monotonic() < deadline and proc.poll() is None:
+            folder = next((tmp_path / "out").glob("matrix-mock-*"), None)
+            try:
+                rec = json.loads((folder / "matrix.json").read_text())["servers"]["max_num_seqs=2"]
+                pid = rec["pid"] if rec.get("status") == "serving" else None
+            except (TypeError, OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        assert pid, "the first server never served"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the matrix and its sweep, not the server
+        proc.wait(timeout=30)
+    os.kill(pid, 0)  # the orphan is alive
+    p = subprocess.run([sys.executable, "-m", "profiler", "matrix", "--resume", str(folder)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    state = json.loads((folder / "matrix.json").read_text())
+    assert {c["status"] for c in state["cells"].values()} == {"ok"}
+    assert state["servers"]["max_num_seqs=2"]["pid"] is None
