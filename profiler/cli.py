@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_args(sweep)
     add_hosted_args(sweep)
     add_search_args(sweep)
+    from profiler.sweepconfig import add_config_arg
+
+    add_config_arg(sweep)  # sweep files: the schema is read from every flag of this parser
     mock = sub.add_parser("mock-server", help="run the CPU mock server alone", add_help=False)
     mock.add_argument("mock_args", nargs=argparse.REMAINDER)
     report = sub.add_parser("report", help="recompute and print a run's per-point table")
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_quality(sub)
     register_predict(sub)
+    from profiler.matrix.cli import register as register_matrix
+
+    register_matrix(sub)
     return parser
 
 
@@ -182,6 +188,9 @@ def cmd_sweep(a) -> int:
             url = mock.url
             extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
             console.print(f"embedded mock server ({a.preset}) on {url}")
+        from profiler.sweepconfig import resolved
+
+        extra["config"] = resolved(a)  # `inferprof sweep --config RUN_DIR/manifest.json` re-runs it
         extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
                            "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
         if a.no_ignore_eos:
@@ -258,11 +267,22 @@ def _quality_plan(spec: SweepSpec, target):
 
 
 def _telemetry_flags(a) -> tuple[list[int] | None, float]:
-    gpus = [int(x) for x in parse_number_list(a.gpus, "--gpus", integer=True)] if a.gpus else None
+    gpus = _gpu_indices(a.gpus) if a.gpus else None
     period = parse_duration(a.telemetry_period)
     if not 0.001 <= period <= 60:
         raise UserError("--telemetry-period must be between 1ms and 60s")
     return gpus, period
+
+
+def _gpu_indices(text: str) -> list[int]:
+    """--gpus 0,1: NVML indices start at 0 (parse_number_list takes positive numbers only)."""
+    try:
+        gpus = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"invalid --gpus {text!r}: use GPU indices, e.g. 0,1") from None
+    if not gpus or min(gpus) < 0:
+        raise UserError(f"invalid --gpus {text!r}: use GPU indices (0 and up), e.g. 0,1")
+    return gpus
 
 
 def _telemetry(a, url: str, console: Console):
@@ -305,9 +325,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return mock_main(argv[1:])
     try:
-        a = build_parser().parse_args(argv)
+        parser = build_parser()
+        a = parser.parse_args(argv)
         if a.command == "sweep":
-            return cmd_sweep(a)
+            from profiler.sweepconfig import apply_config
+
+            return cmd_sweep(apply_config(parser, a, argv))
         if a.command == "report":
             return cmd_report(a)
         return a.func(a)

@@ -23,6 +23,9 @@
 #
 # Env: VLLM_BIN (vllm), INFERPROF_CMD (inferprof, or `python3 -m profiler.cli` from this checkout),
 #      INFERPROF_CACHE (cache folder of the CPU venv), INFERPROF_NO_IMDS=1.
+#
+# Several server settings (a grid, cold start, resume, side by side on a multi-GPU host, a
+# comparison naming the best cell): `inferprof matrix` (README "Sweep files and server matrices").
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -237,52 +240,19 @@ SWEEP_ARGS_JSON=$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "
 MANIFEST="$RUN_DIR/manifest.json" DEVICE="$DEVICE" VLLM_VERSION="$VLLM_VERSION" MODEL="$MODEL" \
 SERVED="$SERVED" URL="$URL" NVSMI="$NVSMI" START_SECONDS="$START_SECONDS" \
 SERVER_ARGS_JSON="$SERVER_ARGS_JSON" SWEEP_ARGS_JSON="$SWEEP_ARGS_JSON" VLLM_ARGS="$VLLM_ARGS" \
-"$PY" - <<'PY'
-import json, os, threading, urllib.request
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" - <<'PY'
+import json, os
 
 env = os.environ
 
 
 def imds() -> dict:
-    """Cloud instance type / region; {} when no metadata service answers (1 s timeouts)."""
-    if env.get("INFERPROF_NO_IMDS") == "1":
+    """Cloud instance type / region; {} off-cloud (profiler/matrix/hostinfo.py, shared with `inferprof matrix`)."""
+    try:
+        from profiler.matrix.hostinfo import cloud_instance
+    except ImportError:  # an inferprof without the matrix: no instance metadata
         return {}
-    base = "http://169.254.169.254"
-
-    def get(url, headers=None, method="GET"):
-        req = urllib.request.Request(url, headers=headers or {}, method=method)
-        with urllib.request.urlopen(req, timeout=1) as r:
-            return r.read().decode().strip()
-
-    def aws():
-        tok = get(base + "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"}, "PUT")
-        h = {"X-aws-ec2-metadata-token": tok}
-        return {"provider": "aws",
-                "instance_type": get(base + "/latest/meta-data/instance-type", h),
-                "region": get(base + "/latest/meta-data/placement/region", h)}
-
-    def gcp():
-        g = "http://metadata.google.internal/computeMetadata/v1/instance/"
-        h = {"Metadata-Flavor": "Google"}
-        zone = get(g + "zone", h).rsplit("/", 1)[-1]
-        return {"provider": "gcp", "instance_type": get(g + "machine-type", h).rsplit("/", 1)[-1],
-                "zone": zone, "region": zone.rsplit("-", 1)[0]}
-
-    for probe in (aws, gcp):
-        box = {}
-
-        def run(probe=probe, box=box):
-            try:
-                box["v"] = probe()
-            except Exception:
-                pass
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        t.join(4.0)  # name resolution is not covered by urlopen's timeout
-        if box.get("v"):
-            return box["v"]
-    return {}
+    return cloud_instance() or {}
 
 
 nvsmi = env.get("NVSMI", "").strip()
