@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_quality(sub)
     register_predict(sub)
+    from profiler.ab_cli import register as register_ab
+
+    register_ab(sub)
     return parser
 
 

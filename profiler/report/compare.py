@@ -118,7 +118,10 @@ def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
+    from profiler.ab import ab_runs
+
     runs = []
+    paths = [q for p in paths for q in (ab_runs(Path(p)) or [p])]  # an ab folder: its two arms
     for p in paths:
         try:
             runs.append(load_run(p))
