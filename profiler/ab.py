@@ -95,7 +95,8 @@ def _open_arm(arm: Arm, ab_dir: Path, spec: SweepSpec, plan: AbPlan) -> dict:
     arm_spec = replace(spec, output_tokens=arm.output_tokens)
     manifest = rf.start_manifest(run_dir, command=sys.argv, endpoint={"url": target.url, "backend": target.backend,
                                  "api": target.api, "model": target.model}, preflight=pre,
-                                 spec=arm_spec.to_dict(), slos={}, notices=[], ab={"arm": arm.name})
+                                 spec=arm_spec.to_dict(), slos={}, notices=[], ab={"arm": arm.name},
+                                 run_id=f"{ab_dir.name}/{arm.name}")
     return {"arm": arm, "target": target, "codec": codec, "dir": run_dir, "spec": arm_spec,
             "writer": rf.RunWriter(run_dir), "manifest": manifest}
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--min-effect", type=float, default=0.0,
                    help="ms: stop once the difference is shown within ±this (default 0: never)")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--min-pairs", type=int, default=20, help="no decision before this many pairs")
+    p.add_argument("--min-pairs", type=int, default=40, help="no decision before this many pairs (default 40)")
     p.add_argument("--input-tokens", default="64")
     p.add_argument("--output-tokens", default="32")
     p.add_argument("--a-output-tokens", default="", help="arm A's own output length (default --output-tokens)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.report import stats as st
@@ -74,10 +75,11 @@ def _matched_table(runs, opts, asked: bool):
 
 
 def cmd_compare(a) -> int:
+    from profiler.ab import ab_runs
     from profiler.report.compare import load_runs, write_compare
     from profiler.tables import print_table
 
-    if len(a.runs) < 2:
+    if sum(2 if ab_runs(Path(r)) else 1 for r in a.runs) < 2:
         raise UserError("compare needs at least two run folders: RUN_A RUN_B [RUN_C ...]")
     metrics = tuple(m.strip() for m in a.metrics.split(",") if m.strip())
     if not metrics:
