@@ -215,17 +215,17 @@ def test_ab_end_to_end_on_two_mock_presets(tmp_path):
     fast = ["--preset", "h100-llama3-8b"]
     with MockProcess(fast) as a, MockProcess(["--preset", "a100-llama3-8b"]) as b:
         r = inferprof("ab", "--a", a.url, "--b", b.url, "--metric", "ttft", "--input-tokens", "512",
-                      "--output-tokens", "4", "--round", "10", "--budget", "120", "--min-pairs", "20",
+                      "--output-tokens", "4", "--round", "20", "--budget", "100", "--min-pairs", "20",
                       "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
     ab = Path(res["ab_dir"])
     assert res["state"] == DECIDED and res["mean"] < 0 and res["verdict"].startswith("A is lower")
     pairs = pd.read_csv(ab / "pairs.csv")
-    assert res["n"] <= len(pairs) <= 120 and len(pairs) % 10 == 0
+    assert res["n"] <= len(pairs) <= 100 and len(pairs) % 20 == 0
     assert pairs["diff"].iloc[:res["n"]].mean() == pytest.approx(res["mean"], rel=1e-4)
     info = json.loads((ab / "ab.json").read_text())
-    assert [x["pairs"] for x in info["rounds"]] == list(range(10, len(pairs) + 1, 10))
+    assert [x["pairs"] for x in info["rounds"]] == list(range(20, len(pairs) + 1, 20))
     for arm in ("A", "B"):
         req = pd.read_parquet(ab / arm / "requests.parquet")
         assert len(req) == len(pairs) and (req["error"] == "").all()
@@ -234,6 +234,14 @@ def test_ab_end_to_end_on_two_mock_presets(tmp_path):
     assert len(pd.read_csv(tmp_path / "cmp" / "decision.csv")) == 2
 
 
-def test_ab_bad_target_exits_2(tmp_path):
-    r = inferprof("ab", "--a", "127.0.0.1:1", "--b", "http://127.0.0.1:1", "--out", str(tmp_path))
-    assert r.returncode == 2 and "use URL[#MODEL]" in r.stderr and "Traceback" not in r.stderr
+@pytest.mark.parametrize("args,needle", [
+    (["--a", "127.0.0.1:1"], "use URL[#MODEL]"), (["--alpha", "2"], "--alpha"), (["--budget", "1"], "--budget"),
+])
+def test_ab_bad_flags_exit_2(tmp_path, capsys, args, needle):
+    from profiler.cli import main
+
+    base = {"--a": "http://127.0.0.1:1", "--b": "http://127.0.0.1:1", "--out": str(tmp_path)}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    assert main(["ab", *[x for kv in base.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
