@@ -62,8 +62,12 @@ def quality_evidence(win: Run, wp: int, other: Run, op: int, dim: str, alpha: fl
 
 
 def latency_evidence(win: Run, wp: int, other: Run, op: int, metric: str, alpha: float, seed: int,
-                     resamples: int = 1000) -> Evidence | None:
-    sa, sb = run_samples(win, 2000).get(wp), run_samples(other, 2000).get(op)
+                     resamples: int = 1000, cache: dict | None = None) -> Evidence | None:
+    cache = {} if cache is None else cache
+    for run in (win, other):
+        if run.name not in cache:  # a run's samples are read once for all its metrics
+            cache[run.name] = run_samples(run, 2000)
+    sa, sb = cache[win.name].get(wp), cache[other.name].get(op)
     if sa is None or sb is None:
         return None
     rng = np.random.default_rng(seed)
@@ -80,7 +84,7 @@ def gather(runs: list[Run], points: dict[str, int], winner: str, objectives: lis
     """Evidence for each tested objective, winner against every other run."""
     by = {r.name: r for r in runs}
     win = by[winner]
-    out = []
+    out, cache = [], {}
     for other in runs:
         if other.name == winner:
             continue
@@ -89,7 +93,8 @@ def gather(runs: list[Run], points: dict[str, int], winner: str, objectives: lis
             if dim and dim in dims_of(win) and dim in dims_of(other):
                 e = quality_evidence(win, points[winner], other, points[other.name], dim, alpha, seed)
             elif name in LATENCY:
-                e = latency_evidence(win, points[winner], other, points[other.name], name, alpha, seed)
+                e = latency_evidence(win, points[winner], other, points[other.name], name, alpha, seed,
+                                     cache=cache)
             else:
                 e = None
             if e is not None:
