@@ -135,6 +135,9 @@ def run_ab(arms: tuple[Arm, Arm], spec: SweepSpec, plan: AbPlan, out_dir: str | 
                 for st in order:
                     _run_round(st, (pool, recorders), r, plan, [])
                 pairs.append(round_pairs(states[0]["dir"], states[1]["dir"], r, plan.metric))
+                if not len(pairs[-1]):  # a failing arm must not spin through the rounds
+                    raise UserError(f"round {r}: no request succeeded on both arms (see {ab_dir}/A and "
+                                    f"{ab_dir}/B requests.parquet); measured rounds are kept in {ab_dir}")
                 res = _update(info, pairs, plan, [s["arm"].name for s in order], ab_dir)
                 log(f"round {r}: order {'→'.join(s['arm'].name for s in order)}, {res.n} pairs, "
                     f"mean A−B {res.mean:+.3f} ms, CS [{res.lo:+.3f}, {res.hi:+.3f}], p {res.p:.3g}: {res.state}")
