@@ -245,3 +245,12 @@ def test_ab_bad_flags_exit_2(tmp_path, capsys, args, needle):
     assert main(["ab", *[x for kv in base.items() for x in kv]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_ab_stops_on_an_arm_that_fails_everything(tmp_path):
+    with MockProcess(["--preset", "tiny-cpu"]) as a, MockProcess(["--preset", "tiny-cpu", "--fault", "http500=1"]) as b:
+        r = inferprof("ab", "--a", a.url, "--b", b.url, "--round", "4", "--budget", "40", "--out", str(tmp_path))
+    assert r.returncode == 2 and "no request succeeded on both arms" in r.stderr and "Traceback" not in r.stderr
+    ab = next(tmp_path.glob("ab-*"))
+    req = pd.read_parquet(ab / "B" / "requests.parquet")
+    assert len(req) == 4 and (req["status"] == 500).all()  # the failed round is kept
