@@ -137,7 +137,7 @@ def test_bad_choice_flags_exit_2(tmp_path, capsys, args, needle):
 
 def _sweep(out: Path, evalset: Path, preset: str, accuracy: float) -> Path:
     r = inferprof("sweep", "--preset", preset, f"--mock-arg=--accuracy={accuracy}", "--concurrency", "6",
-                  "--requests", "30", "--input-tokens", "512", "--output-tokens", "8", "--eval", str(evalset),
+                  "--requests", "60", "--input-tokens", "256", "--output-tokens", "64", "--eval", str(evalset),
                   "--scorer", "accuracy=numeric", "--useful", "accuracy=1", "--gpu-price", "2",
                   "--out", str(out), "--no-report", "--no-telemetry", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -146,8 +146,10 @@ def _sweep(out: Path, evalset: Path, preset: str, accuracy: float) -> Path:
 
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory):
-    """fast: h100 preset, accuracy 0.5; good: a100 preset (slower prefill), accuracy 0.9; slow_bad:
-    a100, accuracy 0.5. One mock seed, so the 0.5 runs answer the same items right (a per-item hash)."""
+    """fast: h100 preset, accuracy 0.5; good: a100 preset (decode step 11.4 ms, not 7.8: dearer per
+    token at one GPU price), accuracy 0.9; slow_bad: a100, accuracy 0.5. One mock seed, so the 0.5
+    runs answer the same items right (a per-item hash). Each point: 30 eval answers + 30 synthetic
+    requests of 64 output tokens."""
     d = tmp_path_factory.mktemp("choose")
     write_jsonl(synthetic_items("arithmetic", 30, 4), d / "arith.jsonl")
     return {"fast": _sweep(d / "fast", d / "arith.jsonl", "h100-llama3-8b", 0.5),
@@ -166,23 +168,23 @@ def test_compare_chooses_by_weights_on_mock_runs(three_runs, tmp_path, capsys):
     runs = [three_runs[k] for k in ("fast", "good", "slow_bad")]
     pts = {k: pd.read_csv(v / "points.csv").iloc[0] for k, v in three_runs.items()}
     assert pts["good"]["accuracy_mean"] > pts["fast"]["accuracy_mean"] == pts["slow_bad"]["accuracy_mean"]
-    assert pts["slow_bad"]["ttft_p50_ms"] > pts["fast"]["ttft_p50_ms"]  # a100 prefill is 2.6x slower
+    assert min(pts["slow_bad"]["usd_per_1m_output"], pts["good"]["usd_per_1m_output"]) > pts["fast"]["usd_per_1m_output"]
     out = tmp_path / "cmp"
-    assert main(["compare", *map(str, runs), "--objectives", "quality:max,ttft_p50:min",
-                 "--weights", "quality=0.7,ttft_p50=0.3", "--resamples", "200", "--out", str(out)]) == 0
+    assert main(["compare", *map(str, runs), "--objectives", "quality:max,cost:min",
+                 "--weights", "quality=0.7,cost=0.3", "--resamples", "200", "--out", str(out)]) == 0
     capsys.readouterr()
     dec = pd.read_csv(out / "decision.csv").set_index("run")
     names = {k: v.name for k, v in three_runs.items()}
     # by hand: min-max over the three runs
     q = {k: pts[k]["accuracy_mean"] for k in pts}
-    t = {k: pts[k]["ttft_p50_ms"] for k in pts}
+    t = {k: pts[k]["usd_per_1m_output"] for k in pts}
     r = {k: (0.7 * (q[k] - min(q.values())) / (max(q.values()) - min(q.values()))
              + 0.3 * (max(t.values()) - t[k]) / (max(t.values()) - min(t.values()))) for k in pts}
     for k in pts:
         assert dec.loc[names[k], "score"] == pytest.approx(r[k], abs=1e-5)
     winner = max(r, key=r.get)
     assert dec.loc[names[winner], "rank"] == 1
-    assert names["fast"] in str(dec.loc[names["slow_bad"], "dominated_by"])  # same quality, slower
+    assert names["fast"] in str(dec.loc[names["slow_bad"], "dominated_by"])  # same quality, dearer
     assert pd.isna(dec.loc[names["fast"], "dominated_by"])
     html = (out / "compare.html").read_text()
     assert html.index("Recommendation") < html.index("Every matched point")
@@ -202,11 +204,11 @@ def test_the_weight_that_flips_the_winner(three_runs, tmp_path, capsys):
     from profiler.report.compare import load_runs
 
     runs = load_runs([three_runs["fast"], three_runs["good"]])
-    d = decide_runs(runs, "quality:max,ttft_p50:min", "quality=0.7,ttft_p50=0.3")
+    d = decide_runs(runs, "quality:max,cost:min", "quality=0.7,cost=0.3")
     # two runs, each best on one objective: r = (1, 0) and (0, 1); they tie at w_quality = 0.5
     assert d.winner == three_runs["good"].name
     assert d.flips[0].at == pytest.approx(0.5) and d.flips[0].change == pytest.approx(0.2)
-    d2 = decide_runs(runs, "quality:max,ttft_p50:min", "quality=0.3,ttft_p50=0.7")
+    d2 = decide_runs(runs, "quality:max,cost:min", "quality=0.3,cost=0.7")
     assert d2.winner == three_runs["fast"].name
     assert "no detectable difference" not in d.paragraph  # 0.9 vs 0.5 accuracy on 30 shared items
 
