@@ -80,6 +80,9 @@ def recommendation(d: Decision) -> str:
                  ("and is on the Pareto front" if not win["dominated_by"] else
                   f"but is dominated by {win['dominated_by']}"))
     text = " ".join(parts) + "."
+    if len(t) > 1 and math.isclose(t.iloc[1]["score"], win["score"], abs_tol=1e-9):
+        text += (f" It ties with {t.iloc[1]['run']} on score: the weights do not separate them, and it is listed "
+                 "first only by the order the runs were given.")
     if len(t) > 1:
         second = t.iloc[1]
         ev = [e for e in d.evidence if e.other == second["run"]]
@@ -88,7 +91,7 @@ def recommendation(d: Decision) -> str:
             text += (f" Against the runner-up {second['run']} (score {second['score']:.3f}) there is no detectable "
                      f"difference in {', '.join(e.objective for e in ev)}: the order between them is within noise.")
         for e in shown:
-            text += (f" Against {second['run']}, {e.objective} differs by {_fmt(-e.diff)} in the winner's favour"
+            text += (f" Against {second['run']}, {e.objective} differs by {_fmt(abs(e.diff))} in the winner's favour"
                      if e.verdict == "winner better" else f" Against {second['run']}, {e.objective} is worse by "
                      f"{_fmt(abs(e.diff))}") + f" ({e.test}, interval of runner-up − winner [{_fmt(e.lo)}, {_fmt(e.hi)}])."
     if d.flips:
