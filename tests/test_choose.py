@@ -256,3 +256,19 @@ def test_ab_stops_on_an_arm_that_fails_everything(tmp_path):
     ab = next(tmp_path.glob("ab-*"))
     req = pd.read_parquet(ab / "B" / "requests.parquet")
     assert len(req) == 4 and (req["status"] == 500).all()  # the failed round is kept
+
+
+def test_same_latency_reads_no_detectable_difference_and_slo_picks_the_point(tmp_path):
+    from profiler.choose.decision import decide_runs
+    from profiler.report.compare import load_runs
+    from tests.test_report_fixture import build_run
+
+    a = build_run(tmp_path, name="a", seed=1, n=200, slos={"ttft_p99": 0.1})
+    b = build_run(tmp_path, name="b", seed=2, n=200, slos={"ttft_p99": 0.1})
+    d = decide_runs(load_runs([a, b]), "ttft_p50:min,e2e_p50:min")
+    pts = pd.read_csv(a / "points.csv")
+    met = pts[pts["slo_met"].astype(str) == "True"]
+    best = int(met.sort_values(["goodput_req_per_s", "output_tok_per_s"], ascending=False)["point"].iloc[0])
+    assert len(met) == 3 and (d.table["point"] == best).all()  # load 8 misses the SLO; then most goodput
+    assert d.evidence and all(e.verdict == "no detectable difference" for e in d.evidence)
+    assert "no detectable difference" in d.paragraph
