@@ -124,8 +124,9 @@ def test_msprt_formula_and_stops():
     (["--weights", "cost=1"], "names no objective"),
 ])
 def test_bad_choice_flags_exit_2(tmp_path, capsys, args, needle):
+    from test_report_fixture import build_run
+
     from profiler.cli import main
-    from tests.test_report_fixture import build_run
 
     a, b = build_run(tmp_path, name="a"), build_run(tmp_path, name="b")
     assert main(["compare", str(a), str(b), "--resamples", "100", "--objectives", "ttft_p99:min", *args]) == 2
@@ -259,9 +260,10 @@ def test_ab_stops_on_an_arm_that_fails_everything(tmp_path):
 
 
 def test_same_latency_reads_no_detectable_difference_and_slo_picks_the_point(tmp_path):
+    from test_report_fixture import build_run
+
     from profiler.choose.decision import decide_runs
     from profiler.report.compare import load_runs
-    from tests.test_report_fixture import build_run
 
     a = build_run(tmp_path, name="a", seed=1, n=200, slos={"ttft_p99": 0.1})
     b = build_run(tmp_path, name="b", seed=2, n=200, slos={"ttft_p99": 0.1})
