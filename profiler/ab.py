@@ -102,6 +102,8 @@ def _open_arm(arm: Arm, ab_dir: Path, spec: SweepSpec, plan: AbPlan) -> dict:
 
 
 def _run_round(st: dict, pools, r: int, plan: AbPlan, notices: list[str]) -> None:
+    """Round r of one arm: one point measured and recorded by the sweep's own point machinery
+    (profiler.sweep: the same load generator, recorders and run-folder writer as `sweep`)."""
     from profiler import sweep
 
     reqs = build_workload(st["spec"], st["target"], plan.round_requests, notices, seed=plan.seed + 1009 * r)
