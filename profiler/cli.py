@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from profiler.matrix.cli import register as register_matrix
 
     register_matrix(sub)
+    from profiler.ab_cli import register as register_ab
+
+    register_ab(sub)
     return parser
 
 

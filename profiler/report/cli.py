@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from profiler.errors import UserError
 from profiler.report import stats as st
@@ -34,15 +35,51 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=DEFAULT_LEVEL, help="interval level (default 0.95)")
     p.add_argument("--min-effect", type=float, default=st.DEFAULT_MIN_EFFECT,
                    help="smallest |B−A| / |A| that gets a verdict (default 0.05; 0 = any significant difference)")
+    p.add_argument("--objectives", default="",
+                   help="choice: e.g. quality:max,cost_per_useful:min,ttft_p99:min (default: that, or "
+                        "cost:min,ttft_p99:min for runs without an eval set)")
+    p.add_argument("--weights", default="", help="choice: e.g. quality=0.5,cost_per_useful=0.3,ttft_p99=0.2 "
+                                                 "(default: equal)")
+    p.add_argument("--point", type=int, default=None,
+                   help="choice: this point of every run (default: each run's best SLO-meeting point)")
     p.set_defaults(func=cmd_compare)
     return p
 
 
+def _choice(a, runs):
+    """The decision (profiler.choose); None when the runs hold nothing to decide on and no choice
+    flag was given (the plain latency comparison stays as it was)."""
+    from profiler.choose.decision import decide_runs
+
+    asked = bool(a.objectives or a.weights or a.point is not None)
+    try:
+        return decide_runs(runs, a.objectives, a.weights, a.point, 1 - a.confidence, a.seed)
+    except UserError:
+        if asked:
+            raise
+        return None
+
+
+def _matched_table(runs, opts, asked: bool):
+    """compare_runs; with a choice flag, runs whose points do not match still get their choice."""
+    import pandas as pd
+
+    from profiler.report.compare import COMPARE_COLUMNS, CompareError, compare_runs
+
+    try:
+        return compare_runs(runs, opts)
+    except CompareError as e:
+        if asked and "matches" in str(e):
+            return pd.DataFrame(columns=COMPARE_COLUMNS)
+        raise
+
+
 def cmd_compare(a) -> int:
-    from profiler.report.compare import compare_runs, load_runs, write_compare
+    from profiler.ab import ab_runs
+    from profiler.report.compare import load_runs, write_compare
     from profiler.tables import print_table
 
-    if len(a.runs) < 2:
+    if sum(2 if ab_runs(Path(r)) else 1 for r in a.runs) < 2:
         raise UserError("compare needs at least two run folders: RUN_A RUN_B [RUN_C ...]")
     metrics = tuple(m.strip() for m in a.metrics.split(",") if m.strip())
     if not metrics:
@@ -50,9 +87,15 @@ def cmd_compare(a) -> int:
     opts = CompareOptions(metrics=metrics, resamples=a.resamples, seed=a.seed, level=a.confidence,
                           min_effect=a.min_effect)
     runs = load_runs(a.runs)
-    table = compare_runs(runs, opts)
+    table = _matched_table(runs, opts, bool(a.objectives or a.weights or a.point is not None))
     print_table(table, a.format, COMPARE_TABLE, title=f"inferprof compare (A = {runs[0].name})")
+    decision = _choice(a, runs)
+    if decision is not None and a.format in ("table", "markdown"):
+        from profiler.choose.report import decision_columns
+
+        print_table(decision.table.sort_values("rank"), a.format, decision_columns(decision), title="choice")
+        print(decision.paragraph)
     if a.out:
-        path = write_compare(runs, table, a.out, opts)
+        path = write_compare(runs, table, a.out, opts, decision)
         print(path, file=sys.stderr if a.format in ("json", "csv") else sys.stdout)
     return 0

@@ -118,7 +118,10 @@ def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
+    from profiler.ab import ab_runs
+
     runs = []
+    paths = [q for p in paths for q in (ab_runs(Path(p)) or [p])]  # an ab folder: its two arms
     for p in paths:
         try:
             runs.append(load_run(p))
@@ -265,7 +268,7 @@ def _fmt_value(metric: str, v: float) -> str:
 
 
 def render_compare(runs: list[Run], table: pd.DataFrame, cfg: pd.DataFrame, pngs: dict[str, bytes],
-                   opts: CompareOptions) -> str:
+                   opts: CompareOptions, choice: str = "") -> str:
     from profiler.report.html import NOT_MEASURED, esc, page, plots_section
 
     names = "".join(f"<li><b>{'ABCDEFGH'[i] if i < 8 else i}</b>: {esc(r.name)} — {esc((r.manifest.get('endpoint') or {}).get('model', ''))}"
@@ -307,7 +310,7 @@ def render_compare(runs: list[Run], table: pd.DataFrame, cfg: pd.DataFrame, pngs
     captions = [("overlay_ttft_p99", "TTFT p99 vs throughput, all runs"),
                 ("pareto_cost_ttft", "Pareto: cost per 1M output tokens vs TTFT p99"),
                 ("pareto_tput_e2e", "Pareto: throughput per GPU vs E2E p99")]
-    body = (f"<h2>Runs</h2><ul>{names}</ul><h2>Significant differences</h2>{summary}"
+    body = (f"{choice}<h2>Runs</h2><ul>{names}</ul><h2>Significant differences</h2>{summary}"
             f"<h2>Plots</h2>{plots_section(pngs, captions)}"
             f"<h2>Cost/latency Pareto front</h2><ul>{front_rows or f'<li class=nm>{NOT_MEASURED}</li>'}</ul>"
             f"<h2>Every matched point</h2><p class=sub>{esc(method)}</p>"
@@ -323,7 +326,8 @@ def _server_text(manifest: dict) -> str:
     return " ".join(str(x) for x in (s.get("kind", ""), s.get("preset", ""), " ".join(map(str, s.get("args") or []))) if x)
 
 
-def write_compare(runs: list[Run], table: pd.DataFrame, out_dir: str | Path, opts: CompareOptions) -> Path:
+def write_compare(runs: list[Run], table: pd.DataFrame, out_dir: str | Path, opts: CompareOptions,
+                  decision=None) -> Path:
     """out_dir/compare.html (self-contained), out_dir/plots/*.png, out_dir/compare.csv."""
     from profiler.report.html import write_html
     from profiler.report.plots import write_figures
@@ -336,4 +340,9 @@ def write_compare(runs: list[Run], table: pd.DataFrame, out_dir: str | Path, opt
     table.to_csv(out / "compare.csv", index=False, float_format="%.6g")
     if len(cfg):
         cfg.to_csv(out / "pareto.csv", index=False, float_format="%.6g")
-    return write_html(out / "compare.html", render_compare(runs, table, cfg, pngs, opts))
+    choice = ""
+    if decision is not None:  # profiler.choose: the recommendation leads the page
+        from profiler.choose.report import write_choice
+
+        choice = write_choice(decision, out)
+    return write_html(out / "compare.html", render_compare(runs, table, cfg, pngs, opts, choice))
