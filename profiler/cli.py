@@ -161,13 +161,32 @@ def _quality_cfg(a) -> dict | None:
 
 
 def cmd_sweep(a) -> int:
-    from profiler.endpoint import Target, resolve_model
-    from profiler.mockproc import MockProcess
     from profiler.sweep import run_sweep
 
     resume = resume_from_args(a)  # --resume: spec and endpoint come from the run folder
     spec, plan = (resume.spec, None) if resume is not None else plan_from_args(a, _spec_from_args(a))
-    _telemetry_flags(a)  # validate before anything starts
+    _check_sweep_flags(a)
+    console = Console(stderr=True, soft_wrap=True)
+    mock = None
+    try:
+        url, mock, extra = _endpoint_url(a, console)
+        target = _target(a, url, extra, console)
+        telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
+        quality = _quality_plan(spec, target)
+        run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
+                                    pricing=_pricing(a, target, console), resume=resume, quality=quality,
+                                    plan=plan)
+        _after_sweep(a, spec, run_dir, console)
+    finally:
+        if mock is not None:
+            mock.stop()
+    _print_result(a, run_dir, points)
+    return 0
+
+
+def _check_sweep_flags(a) -> None:
+    """Flags that can be checked before anything starts."""
+    _telemetry_flags(a)
     pricing_from_args(a)  # bad price flags fail before the sweep, not after it
     if a.url and a.backend != "triton":
         from backends.http1 import parse_url
@@ -175,86 +194,98 @@ def cmd_sweep(a) -> int:
         parse_url(a.url)  # http:// or https:// only
     if a.tokenizer and not Path(a.tokenizer).exists():
         raise UserError(f"--tokenizer {a.tokenizer}: no such file or directory")
-    console = Console(stderr=True, soft_wrap=True)
-    wide = None if sys.stdout.isatty() else 220  # a piped summary is read in an editor: don't squash it
-    mock = None
-    try:
-        url = a.url
-        extra = {}
-        if not url:
-            from backends.mock.perfmodel import PRESETS
 
-            if a.preset not in PRESETS:
-                raise UserError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
-            # serve under the name of the model the preset imitates, so hosted prices compare
-            mock = MockProcess(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
-            url = mock.url
-            extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
-            console.print(f"embedded mock server ({a.preset}) on {url}")
-        from profiler.sweepconfig import resolved
 
-        extra["config"] = resolved(a)  # `inferprof sweep --config RUN_DIR/manifest.json` re-runs it
-        extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
-                           "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
-        if a.no_ignore_eos:
-            extra["ignore_eos"] = False  # the manifest says the output lengths were the server's choice
-        target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
-                        tokenizer=a.tokenizer, extra_manifest=extra, ignore_eos=not a.no_ignore_eos,
-                        tls=tls_from_args(a, url))
-        if target.tls is not None:
-            extra["tls"] = target.tls.manifest()
-            if target.tls.insecure:
-                console.print("[bold red]warning:[/] --insecure: the server's certificate is NOT verified "
-                              "(recorded in manifest.json)")
-        if a.backend != "triton":
-            resolve_model(target)
-        else:
-            from backends import triton
+def _endpoint_url(a, console: Console):
+    """(url, the embedded mock or None, manifest extras): --url, or the embedded mock started now."""
+    from profiler.sweepconfig import resolved
 
-            triton.resolve(target, a.protocol)
-        telemetry = None if a.no_telemetry else (lambda: _telemetry(a, url, console))
-        quality = _quality_plan(spec, target)
-        hosted = hosted_pricing_for(a, target, console)
+    extra: dict = {"config": resolved(a)}  # `inferprof sweep --config RUN_DIR/manifest.json` re-runs it
+    extra["client"] = {"api_key_env": a.api_key_env, "tokenizer": a.tokenizer, "protocol": a.protocol,
+                       "telemetry": {k: getattr(a, k) for k in TELEMETRY_FLAGS}}
+    if a.no_ignore_eos:
+        extra["ignore_eos"] = False  # the manifest says the output lengths were the server's choice
+    if a.url:
+        return a.url, None, extra
+    from backends.mock.perfmodel import PRESETS
+    from profiler.mockproc import MockProcess
 
-        def pricing(gpus: list[dict]) -> dict:
-            if hosted is not None:
-                return hosted
-            detected = next((g.get("name") for g in gpus if g.get("name")), None)
-            p = pricing_from_args(a, detected_gpu=detected)
-            if p.notice:
-                console.print(f"[yellow]note:[/] {p.notice}")
-            return p.to_dict()
+    if a.preset not in PRESETS:
+        raise UserError(f"unknown --preset {a.preset!r}: choose one of {', '.join(PRESETS)}")
+    # serve under the name of the model the preset imitates, so hosted prices compare
+    mock = MockProcess(["--preset", a.preset, "--model", PRESETS[a.preset].model, *a.mock_arg]).start()
+    extra["server"] = {"kind": "inferprof mock", "preset": a.preset, "args": a.mock_arg}
+    console.print(f"embedded mock server ({a.preset}) on {mock.url}")
+    return mock.url, mock, extra
 
-        run_dir, points = run_sweep(spec, target, a.out, console, command=sys.argv, telemetry=telemetry,
-                                    pricing=pricing, resume=resume, quality=quality, plan=plan)
-        if spec.turns > 1:
-            from profiler.session_report import write_turns
 
-            print_table(write_turns(run_dir), "table", TURN_COLUMNS, title="TTFT and input length by turn",
-                        console=Console(stderr=True))
-        if not a.no_report:
-            from profiler.report import write_report
+def _target(a, url: str, extra: dict, console: Console):
+    """The endpoint, its TLS settings and its model, checked."""
+    from profiler.endpoint import Target, resolve_model
 
-            try:
-                write_report(run_dir)
-            except Exception as e:  # a report failure must not lose the measured run
-                console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
-    finally:
-        if mock is not None:
-            mock.stop()
+    target = Target(url=url, model=a.model, api=a.api, backend=a.backend, api_key_env=a.api_key_env,
+                    tokenizer=a.tokenizer, extra_manifest=extra, ignore_eos=not a.no_ignore_eos,
+                    tls=tls_from_args(a, url))
+    if target.tls is not None:
+        extra["tls"] = target.tls.manifest()
+        if target.tls.insecure:
+            console.print("[bold red]warning:[/] --insecure: the server's certificate is NOT verified "
+                          "(recorded in manifest.json)")
+    if a.backend != "triton":
+        resolve_model(target)
+    else:
+        from backends import triton
+
+        triton.resolve(target, a.protocol)
+    return target
+
+
+def _pricing(a, target, console: Console):
+    """The sweep's pricing, resolved once the GPU is known: a hosted API's price list, or GPU-hours."""
+    hosted = hosted_pricing_for(a, target, console)
+
+    def pricing(gpus: list[dict]) -> dict:
+        if hosted is not None:
+            return hosted
+        detected = next((g.get("name") for g in gpus if g.get("name")), None)
+        p = pricing_from_args(a, detected_gpu=detected)
+        if p.notice:
+            console.print(f"[yellow]note:[/] {p.notice}")
+        return p.to_dict()
+    return pricing
+
+
+def _after_sweep(a, spec: SweepSpec, run_dir: Path, console: Console) -> None:
+    """Per-turn table of a multi-turn sweep; report.html (a failure there keeps the measured run)."""
+    if spec.turns > 1:
+        from profiler.session_report import write_turns
+
+        print_table(write_turns(run_dir), "table", TURN_COLUMNS, title="TTFT and input length by turn",
+                    console=Console(stderr=True))
+    if not a.no_report:
+        from profiler.report import write_report
+
+        try:
+            write_report(run_dir)
+        except Exception as e:  # a report failure must not lose the measured run
+            console.print(f"[yellow]report not written:[/] {type(e).__name__}: {e}")
+
+
+def _print_result(a, run_dir: Path, points) -> None:
+    """The answer first (a capacity search's), then the table or JSON."""
     search = search_summary(run_dir, points)
     if a.json:
         out = {"run_dir": str(run_dir), "points": to_records(points)}
         if search is not None:
             out["search"] = search
         print(json.dumps(out, default=str))
-    else:
-        if search is not None:
-            print(answer_line(search))
-        print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
-                    console=Console(width=wide) if a.format == "table" else None)
-        print(run_dir)
-    return 0
+        return
+    if search is not None:
+        print(answer_line(search))
+    wide = None if sys.stdout.isatty() else 220  # a piped summary is read in an editor: don't squash it
+    print_table(points, a.format, SUMMARY, title=f"inferprof {run_dir.name}",
+                console=Console(width=wide) if a.format == "table" else None)
+    print(run_dir)
 
 
 def _quality_plan(spec: SweepSpec, target):

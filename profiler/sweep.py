@@ -61,25 +61,9 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
     first_i = resume.next_point if resume is not None else 0
     plan = plan if plan is not None else FixedPlan(spec, first_i)
     notices: list[str] = []
-    eval_maps: dict[int, dict] = {}
     codec = make_codec(target)
     pre = preflight(codec, build_requests(1, parse_length("8"), parse_length("2"), spec.seed))
-
-    extra_facts: dict[int, dict] = {}  # per point, from production-like workloads (profiler/traffic.py)
-
-    def workload(i: int, load, n: int | None = None) -> tuple[list[RequestSpec], list[bytes]]:
-        if n is None:
-            n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
-        if traffic.active(spec):
-            reqs, extra_facts[i] = traffic.build_point(spec, target, n, notices, spec.seed + 1009 * i, i)
-        else:
-            reqs = build_workload(spec, target, n, notices, seed=spec.seed + 1009 * i)
-        payloads = [codec.encode(r) for r in reqs]
-        if quality is not None:
-            span = 0 if spec.duration_s is None else max(4 * len(quality.pairs(i, spec.seed)), spec.requests or 0)
-            reqs, payloads, eval_maps[i] = quality.mix(codec, reqs, payloads, i, spec.seed, span)
-        return reqs, payloads
-
+    workload = _Workloads(spec, target, codec, quality, notices)
     first = workload(first_i, *plan.first())
     for note in notices:
         console.print(f"[yellow]note:[/] {note}")
@@ -107,10 +91,10 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                 live = _live(progress, task, console, plan.watch(i, load, pool, run_dir))
                 facts, results, recorded = _measure_point(
                     (pool, recorders, writer), spec, target, codec, requests, payloads, i, load, live,
-                    telemetry, page, eval_maps.pop(i, None), watched=plan.watched(i))
+                    telemetry, page, workload.eval_maps.pop(i, None), watched=plan.watched(i))
                 stop = int(pool.stop[0])
                 facts["stop_reason"] = STOP_REASONS.get(stop, "")
-                facts.update(extra_facts.pop(i, {}))
+                facts.update(workload.extra_facts.pop(i, {}))
                 n = _record_point(writer, facts, recorded, telemetry)
                 unscored = _score_point(quality, run_dir, i, console)
                 points = summarize_run(run_dir)
@@ -120,11 +104,8 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
                     on_point(points.iloc[-1])
                 if unscored:
                     raise SweepError(f"{unscored}; {i + 1} measured point(s) kept in {run_dir}")
-                _stop_if_broken(results, recorded, i, run_dir)
-                if stop == STOP_INTERRUPTED:
-                    _stop_if_interrupted(signals, manifest, i + 1)
-                if stop == STOP_SERVER_DOWN or _lost_server(recorded, points.iloc[-1]):
-                    _await_server(spec, target, manifest, run_dir, i, console, stop == STOP_SERVER_DOWN)
+                _after_point(spec, target, (manifest, run_dir, console, signals), i, stop, results, recorded,
+                             points.iloc[-1])
     finally:
         recorders.close()
         pool.close()
@@ -183,6 +164,43 @@ def _await_server(spec: SweepSpec, target: Target, manifest: dict, run_dir: Path
         raise SweepError(f"server at {target.url} stopped answering at point {i}; "
                          f"{i + 1} point(s) kept in {run_dir}")
     console.print(f"server is back after {waited:.1f} s; the sweep goes on")
+
+
+class _Workloads:
+    """What each point sends: synthetic requests, or production-like ones (profiler/traffic.py),
+    with eval requests mixed in (profiler/quality/); encoded before the point starts."""
+
+    def __init__(self, spec: SweepSpec, target: Target, codec, quality, notices: list[str]):
+        self.spec, self.target, self.codec, self.quality, self.notices = spec, target, codec, quality, notices
+        self.extra_facts: dict[int, dict] = {}  # per point, from production-like workloads
+        self.eval_maps: dict[int, dict] = {}  # per point, which requests are eval items
+
+    def __call__(self, i: int, load, n: int | None = None) -> tuple[list[RequestSpec], list]:
+        spec = self.spec
+        if n is None:
+            n = spec.requests_for(load) if spec.duration_s is None else max(spec.requests or 0, DURATION_POOL)
+        if traffic.active(spec):
+            reqs, self.extra_facts[i] = traffic.build_point(spec, self.target, n, self.notices,
+                                                            spec.seed + 1009 * i, i)
+        else:
+            reqs = build_workload(spec, self.target, n, self.notices, seed=spec.seed + 1009 * i)
+        payloads = [self.codec.encode(r) for r in reqs]
+        if self.quality is not None:
+            q = self.quality
+            span = 0 if spec.duration_s is None else max(4 * len(q.pairs(i, spec.seed)), spec.requests or 0)
+            reqs, payloads, self.eval_maps[i] = q.mix(self.codec, reqs, payloads, i, spec.seed, span)
+        return reqs, payloads
+
+
+def _after_point(spec: SweepSpec, target: Target, ctx, i: int, stop: int, results, recorded, row) -> None:
+    """The checks after a recorded point: a broken load generator ends the sweep; a signal ends it
+    (the point kept); a server that went away is waited for (bounded)."""
+    manifest, run_dir, console, signals = ctx
+    _stop_if_broken(results, recorded, i, run_dir)
+    if stop == STOP_INTERRUPTED:
+        _stop_if_interrupted(signals, manifest, i + 1)
+    if stop == STOP_SERVER_DOWN or _lost_server(recorded, row):
+        _await_server(spec, target, manifest, run_dir, i, console, stop == STOP_SERVER_DOWN)
 
 
 class FixedPlan:
