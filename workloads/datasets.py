@@ -156,15 +156,21 @@ def _turn(where: str, t) -> tuple[str, str]:
     return t["from"], t["value"]
 
 
-def _jsonl(path: str, text: str) -> Iterator[Entry]:
+def json_lines(path: str, text: str) -> Iterator[tuple[int, str, object]]:
+    """(line number, "FILE: line N" for messages, parsed value) of each non-blank JSONL line;
+    a line that is not JSON is one WorkloadError naming the file and line."""
     for line, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         where = f"{path}: line {line}"
         try:
-            obj = json.loads(raw)
+            yield line, where, json.loads(raw)
         except ValueError as e:
             raise WorkloadError(f"{where}: invalid JSON ({getattr(e, 'msg', e)})") from None
+
+
+def _jsonl(path: str, text: str) -> Iterator[Entry]:
+    for line, where, obj in json_lines(path, text):
         if not isinstance(obj, dict):
             raise WorkloadError(f"{where}: each line must be a JSON object")
         yield _jsonl_entry(where, line, obj)

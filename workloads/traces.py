@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from workloads.datasets import read_text, split_source
+from workloads.datasets import json_lines, read_text, split_source
 from workloads.errors import WorkloadError
 
 FORMATS = ("azure", "mooncake", "burstgpt")
@@ -139,14 +138,7 @@ def _burstgpt(path: str, text: str) -> list[TraceRow]:
 
 def _mooncake(path: str, text: str) -> list[TraceRow]:
     out = []
-    for line, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{path}: line {line}"
-        try:
-            obj = json.loads(raw)
-        except ValueError as e:
-            raise WorkloadError(f"{where}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    for line, where, obj in json_lines(path, text):
         if not isinstance(obj, dict) or any(k not in obj for k in ("timestamp", "input_length", "output_length")):
             raise WorkloadError(f"{where}: needs 'timestamp', 'input_length' and 'output_length'")
         ts = obj["timestamp"]
