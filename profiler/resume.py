@@ -91,6 +91,7 @@ def open_resume(run_dir: str | Path) -> Resume:
     spec = SweepSpec.from_dict(manifest.get("spec") or {})
     if (run_dir / rf.REQUESTS).is_file():
         raise UserError(f"--resume {run_dir}: written by an older version (single-file layout); run it again")
+    _refuse_watched_plans(run_dir, manifest.get("config") or {})
     facts = read_finished_facts(run_dir)
     if [int(f["point"]) for f in facts] != list(range(len(facts))):
         raise UserError(f"--resume {run_dir}: points.jsonl does not list points 0..{len(facts) - 1} in order")
@@ -134,3 +135,13 @@ def discard_unfinished(run_dir: Path, first: int) -> list[str]:
             removed.append(f"{SPOOL_DIR}/{p.name}")
         spool.rmdir()
     return removed
+
+
+def _refuse_watched_plans(run_dir: Path, config: dict) -> None:
+    """A capacity search (--find) or a --converge grid chooses and ends its points as it goes
+    (profiler/capacity.py); going on from its folder would need the search's state replayed,
+    which resume does not do yet: say so rather than run a different sweep."""
+    for flag in ("find", "converge"):
+        if config.get(flag):
+            raise UserError(f"--resume {run_dir}: resuming a --{flag} sweep is not supported yet "
+                            "(its finished points are kept); run it again")

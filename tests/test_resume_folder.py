@@ -98,3 +98,15 @@ def test_interrupted_sweep_exits_128_plus_the_signal(signum, code, monkeypatch, 
     monkeypatch.setattr(cli, "cmd_sweep", stopped)
     assert cli.main(["sweep"]) == code
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["find", "converge"])
+def test_a_search_or_converge_sweep_is_not_resumed_as_a_grid(tmp_path, flag):
+    run = folder(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"] = {flag: "max-goodput" if flag == "find" else 0.1}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=f"--{flag} sweep is not supported"):
+        open_resume(run)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing discarded
