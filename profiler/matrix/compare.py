@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from profiler import runfolder as rf
-from profiler.runread import point_rows
+from profiler.runread import point_rows, warmup_of
 from profiler.slo import parse_slos
 from profiler.summary import summarize_point
 
@@ -44,7 +44,7 @@ def slo_sets(spec_slos: dict[str, str] | None, sweep: dict) -> dict[str, dict[st
 
 def _points_under(run_dir: Path, slos: dict[str, float]) -> pd.DataFrame:
     manifest = rf.read_json(run_dir / rf.MANIFEST)
-    warmup = float((manifest.get("spec") or {}).get("warmup_frac", 0.1))
+    warmup = warmup_of(manifest)  # None: MSER-5, as the sweep summarized it
     rows = [summarize_point(f, r, c, slos, warmup) for f, r, c in point_rows(run_dir, rf.read_point_facts(run_dir))]
     return pd.DataFrame(rows)
 
