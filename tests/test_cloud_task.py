@@ -45,6 +45,7 @@ def sky_python() -> str:
 
 
 @pytest.mark.cloud
+@pytest.mark.slow
 def test_task_file_validates_against_skypilots_schema(sky_python, tmp_path):
     typo = yaml.safe_load(TASK.read_text())
     typo["resources"]["acelerators"] = typo["resources"].pop("accelerators")

@@ -288,5 +288,5 @@ def test_rate_limited_requests_are_classified_not_retried(tmp_path):
     assert len(req) == 40 and req["request"].is_unique  # every scheduled request sent once, none resent
     limited = req[req["error"] == ERR_HTTP_429]
     assert 5 <= len(limited) <= 35 and (limited["status"] == 429).all()
-    assert limited["error_detail"].str.contains("retry-after 1").all()
+    assert limited["error_detail"].str.contains("Retry-After: 1").all()
     assert set(req["error"]) == {"", ERR_HTTP_429}

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from vllm_helpers import REPO, VLLM_CPU, child_env, inferprof_cmd, tail
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 START_TIMEOUT_S = 450
 SWEEP = ["--input-tokens", "16", "--output-tokens", "16", "--no-report", "--no-telemetry", "--json"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from vllm_helpers import REPO, VLLM_CPU, child_env, free_port, http_get, tail
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 CELL_TIMEOUT_S = 900
 

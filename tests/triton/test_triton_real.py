@@ -13,7 +13,7 @@ import pytest
 from triton_helpers import FAIL_AFTER, ITL_MS, TTFT_MS, _start_mock, _stop_mock, cli, sweep
 
 from backends.http1 import parse_url
-from backends.records import ERR_SERVER, RawStream
+from backends.records import ERR_SERVER, ERR_TIMEOUT, RawStream
 from backends.triton import TritonGRPCCodec, TritonHTTPCodec, make_codec, resolve
 from profiler.endpoint import Target
 from profiler.loadgen import open_connection
@@ -52,7 +52,8 @@ def runs(triton_server, tmp_path_factory) -> dict[tuple[str, str], object]:
 def openai_run(tmp_path_factory):
     """The same sweep against the mock's OpenAI API: the reference run folder layout."""
     tmp = tmp_path_factory.mktemp("openai")
-    proc, out, url = _start_mock(tmp, "--model", "mockllm", "--ttft-ms", "10", "--itl-ms", "2")
+    # no prefix cache: the Triton routes have none, so neither run gains server_prefix_hit_rate
+    proc, out, url = _start_mock(tmp, "--model", "mockllm", "--ttft-ms", "10", "--itl-ms", "2", "--prefix-block", "0")
     try:
         yield sweep(tmp, "--url", url, "--model", "mockllm", "--concurrency", "1,2", "--requests", str(REQUESTS),
                     "--input-tokens", "16", "--output-tokens", str(OUTPUT_TOKENS), "--warmup", "0")
@@ -207,7 +208,7 @@ def test_grpc_read_timeout_then_fresh_stream(triton_server):
     try:
         raw = RawStream()
         conn.stream(codec.encode(RequestSpec(0, "a", 1, 8, False)), raw, time.perf_counter_ns() + 10**10)
-        assert raw.error == "timeout" and "no response" in raw.error_detail
+        assert raw.error == ERR_TIMEOUT and "no response" in raw.error_detail  # gRPC: its deadline
         conn.read_timeout = 30.0
         raw = RawStream()
         conn.stream(codec.encode(RequestSpec(0, "a", 1, 3, False)), raw, time.perf_counter_ns() + 6 * 10**10)
