@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 from backends.content import Contents, api_key, as_int
 from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_SERVER, HTTP_ERRORS, ParsedStream, RawStream
+from backends.records import ERR_SERVER, ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
 PATH = "/v1/messages"
 VERSION = "2023-06-01"
-NOT_STREAMING = "the endpoint does not stream (response Content-Type {ctype})"
 STOP_REASONS = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls",
                 "refusal": "content_filter"}
 _DELTA_TEXT = ("text", "thinking", "partial_json")  # text_delta, thinking_delta, input_json_delta
@@ -67,7 +66,7 @@ class AnthropicCodec:
 
 def parse_anthropic_stream(raw: RawStream) -> ParsedStream:
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    read = None if raw.error in HTTP_ERRORS else stream_events(raw, out, NOT_STREAMING)
+    read = stream_events(raw, out)
     if read is None:
         return out
     events, body = read

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 from backends.errors import BackendError
 from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_PROTOCOL, ERR_SERVER, HTTP_ERRORS, ParsedStream, RawStream
+from backends.records import ERR_PROTOCOL, ERR_SERVER, ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-NOT_STREAMING = "the endpoint does not stream (response Content-Type {ctype})"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class OpenAICodec:
 def parse_openai_stream(raw: RawStream) -> ParsedStream:
     """Read a recorded OpenAI-style SSE stream (chat or completions)."""
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    read = None if raw.error in HTTP_ERRORS else stream_events(raw, out, NOT_STREAMING)
+    read = stream_events(raw, out)
     if read is None:
         return out
     events, body = read

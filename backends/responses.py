@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 from backends.content import Contents, api_key, as_int
 from backends.http1 import Endpoint, encode_json_post
-from backends.records import ERR_SERVER, HTTP_ERRORS, ParsedStream, RawStream
+from backends.records import ERR_SERVER, ParsedStream, RawStream
 from backends.sse import check_stream_end, json_events, stream_events
 from workloads.requests import RequestSpec
 
 PATH = "/v1/responses"
-NOT_STREAMING = "the endpoint does not stream (response Content-Type {ctype})"
 CONTENT_EVENTS = frozenset(("response.output_text.delta", "response.reasoning_text.delta",
                             "response.reasoning_summary_text.delta", "response.refusal.delta",
                             "response.function_call_arguments.delta"))
@@ -61,7 +60,7 @@ class ResponsesCodec:
 
 def parse_responses_stream(raw: RawStream) -> ParsedStream:
     out = ParsedStream(error=raw.error, error_detail=raw.error_detail)
-    read = None if raw.error in HTTP_ERRORS else stream_events(raw, out, NOT_STREAMING)
+    read = stream_events(raw, out)
     if read is None:
         return out
     events, body = read

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from backends.http1 import header_value
-from backends.records import ERR_PROTOCOL, ParsedStream, RawStream
+from backends.records import ERR_PROTOCOL, HTTP_ERRORS, ParsedStream, RawStream
 
 # Two consecutive line endings (CRLF, lone CR or LF) = the blank line that ends an event.
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
@@ -170,12 +170,15 @@ def json_events(events: list[SSEEvent], out: ParsedStream) -> Iterator[tuple[SSE
             yield ev, obj
 
 
-def stream_events(raw: RawStream, out: ParsedStream, not_stream: str) -> tuple[list[SSEEvent], Body] | None:
+NOT_STREAMING = "the endpoint does not stream (response Content-Type {ctype})"
+
+
+def stream_events(raw: RawStream, out: ParsedStream, not_stream: str = NOT_STREAMING) -> tuple[list[SSEEvent], Body] | None:
     """The events of a recorded response, or None when there are none to read: no response head,
-    or a head whose Content-Type is not text/event-stream (then `out` gets a protocol error:
-    `not_stream` with `{ctype}` filled in). Malformed chunked framing marks `out` too; the events
-    decoded before it are still returned."""
-    if not raw.headers_ns:
+    a whole non-2xx response (its class is already in `out`), or a head whose Content-Type is not
+    text/event-stream (then `out` gets a protocol error: `not_stream` with `{ctype}` filled in).
+    Malformed chunked framing marks `out` too; the events decoded before it are still returned."""
+    if not raw.headers_ns or raw.error in HTTP_ERRORS:
         return None
     ctype = header_value(raw.header_bytes, "content-type")
     if not raw.error and "text/event-stream" not in ctype:

@@ -112,8 +112,7 @@ class PointView:
         cols = {c: col(requests, c, np.int64) for c in REQUEST_ARRAYS}
         per = m.per_request(requests) if rid.size else {k: np.empty(0) for k in
                                                        ("out_tokens", "ttft", "e2e", "itl_token", "tpot")}
-        skip = warmup_requests(send, per["ttft"]) if warmup_frac is None else None
-        start_ns, stop_ns, steady = m.steady_window(send, end, warmup_frac or 0.0, skip)
+        start_ns, stop_ns, steady = point_window(send, end, per["ttft"], warmup_frac)
         runs = ChunkRuns.build(chunks, rid[error == ""], rid, per["out_tokens"], cols["n_content_chunks"])
         usage_prompt = cols["usage_prompt_tokens"]
         return cls(
@@ -121,3 +120,10 @@ class PointView:
             request=rid, error=error, send_ns=send, end_ns=end, scheduled_ns=col(requests, "scheduled_ns", np.int64),
             cols=cols, per=per, prompt_tokens=np.where(usage_prompt >= 0, usage_prompt, cols["input_tokens"]),
             start_ns=start_ns, stop_ns=stop_ns, steady=steady, chunks=runs)
+
+
+def point_window(send, end, ttft, warmup_frac: float | None) -> tuple[int, int, bool]:
+    """A point's steady window (metrics.steady_window): the first `warmup_frac` of its requests
+    left out, or with `warmup_frac` None the warm-up MSER-5 finds on TTFT (profiler.steady)."""
+    skip = warmup_requests(send, ttft) if warmup_frac is None else None
+    return m.steady_window(send, end, warmup_frac or 0.0, skip)

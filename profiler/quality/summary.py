@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from profiler import metrics as m
+from profiler.pointview import point_window
 from profiler.quality.stats import mean_interval, wilson
-from profiler.steady import warmup_requests
 
 BASE = ["eval_requests", "eval_ok", "eval_stop_frac", "eval_output_tokens_mean", "useful", "useful_rate",
         "useful_lo", "useful_hi", "requests_in_window", "useful_in_window",
@@ -101,8 +101,8 @@ def quality_columns(facts: dict, req: pd.DataFrame, warmup: float, scores: pd.Da
 def _window(req: pd.DataFrame, warmup: float | None, useful: pd.Series, rate: float) -> dict:
     """The point's steady window, found exactly as PointView finds it (warmup None: MSER-5 on TTFT)."""
     send, end = req["send_ns"].to_numpy(np.int64), req["end_ns"].to_numpy(np.int64)
-    skip = warmup_requests(send, m.per_request(req)["ttft"]) if warmup is None and len(req) else None
-    start, stop, _ = m.steady_window(send, end, warmup or 0.0, skip)
+    ttft = m.per_request(req)["ttft"] if warmup is None and len(req) else np.empty(0)
+    start, stop, _ = point_window(send, end, ttft, warmup)
     ok = (req["error"].fillna("") == "").to_numpy()
     inside = ok & (end >= start) & (end <= stop)
     ids = req["request"].to_numpy()[inside]
