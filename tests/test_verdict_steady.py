@@ -166,3 +166,28 @@ def test_repeat_interval_matches_the_aiperf_example():
     mean, hw = repeat_mean_ci(np.array([150, 152, 148, 155, 151.0]))
     assert mean == pytest.approx(151.2) and mean - hw == pytest.approx(148.0, abs=0.05)
     assert math.isnan(repeat_mean_ci(np.array([1.0]))[1])
+
+
+def _ramping_point(mode: str):
+    """200 one-token requests sent 10 ms apart whose TTFT ramps from 5 ms to 50 ms."""
+    import pandas as pd
+
+    from profiler.pointview import REQUEST_ARRAYS, PointView
+
+    n = 200
+    send = np.arange(n, dtype=np.int64) * 10_000_000
+    first = send + np.linspace(5e6, 50e6, n).astype(np.int64)
+    req = pd.DataFrame({"request": np.arange(n), "error": [""] * n, "send_ns": send, "end_ns": first + 1000,
+                        "scheduled_ns": send, "first_content_ns": first, "last_content_ns": first,
+                        **{c: np.ones(n, dtype=np.int64) for c in REQUEST_ARRAYS}})
+    chunks = pd.DataFrame({"request": np.arange(n), "t_ns": first, "tokens": np.ones(n, dtype=np.int64)})
+    return PointView.build({"point": 0, "mode": mode, "load": 1.0}, req, chunks, 0.0)
+
+
+def test_a_closed_loop_is_never_judged_over_saturated():
+    # Its queue is bounded by the concurrency: a rising TTFT fails the point only on an open loop.
+    from profiler.capacity import assess
+
+    assert assess(_ramping_point("rate"), {}, 0.1).oversaturated
+    closed = assess(_ramping_point("concurrency"), {}, 0.1)
+    assert not closed.oversaturated and closed.verdict != FAIL
