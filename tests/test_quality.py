@@ -18,7 +18,7 @@ from backends.mock.answers import reply
 from profiler.errors import UserError
 from profiler.mockproc import MockProcess
 from profiler.quality.scorers import ScoreError, parse_scorer
-from profiler.quality.stats import mean_interval, wilson
+from profiler.quality.stats import clopper_pearson, mean_interval, wilson
 from profiler.quality.summary import add_quality_cost, quality_columns
 from workloads.errors import WorkloadError
 from workloads.evalsets import read_eval, read_templates, synthetic_items, write_jsonl
@@ -94,6 +94,10 @@ def test_wilson_and_mean_intervals_match_the_fact_sheet():
     assert (round(lo, 3), round(hi, 3)) == (0.794, 0.893)
     lo, hi = wilson(5, 1000)
     assert (round(lo, 5), round(hi, 5)) == (0.00214, 0.01165)
+    lo, hi = clopper_pearson(5, 1000)
+    assert (round(lo, 5), round(hi, 5)) == (0.00163, 0.01163)
+    assert clopper_pearson(0, 20)[0] == 0.0 and clopper_pearson(20, 20)[1] == 1.0
+    assert mean_interval(np.array([1.0] * 5 + [0.0] * 995))[1:] == clopper_pearson(5, 1000)
     mean, lo, hi = mean_interval(np.array([0.2, 0.4, 0.6, 0.8]))
     half = 1.959963984540054 * np.std([0.2, 0.4, 0.6, 0.8], ddof=1) / 2
     assert mean == pytest.approx(0.5) and lo == pytest.approx(0.5 - half) and hi == pytest.approx(0.5 + half)

@@ -2,8 +2,8 @@
 
 For each accuracy setting P and each seeded run r: a synthetic eval set of N items (seed r;
 arithmetic on even runs, multiple choice on odd ones) is answered by the mock's answer mode
-(`--accuracy P --seed r`) and scored with the item's scorer; the run's interval (Wilson) covers P
-or not. The mock's answers are a pure function of (item, seed) (backends/mock/answers.py), so most
+(`--accuracy P --seed r`) and scored with the item's scorer; the run's interval (Clopper–Pearson,
+what points.csv reports) covers P or not; Wilson's interval on the same runs is counted beside it. The mock's answers are a pure function of (item, seed) (backends/mock/answers.py), so most
 runs are scored on those answers directly; the first `--real` runs of each setting go through the
 whole pipeline (`inferprof sweep --eval` against the embedded mock, over real sockets) and must
 give exactly the same accuracy and interval, which checks the shortcut.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from backends.mock.answers import reply  # noqa: E402
 from profiler.quality.scorers import parse_scorer  # noqa: E402
-from profiler.quality.stats import wilson  # noqa: E402
+from profiler.quality.stats import clopper_pearson, wilson  # noqa: E402
 from workloads.evalsets import synthetic_items, write_jsonl  # noqa: E402
 
 
@@ -62,11 +62,11 @@ def real(p: float, run: int, n: int, work: Path) -> tuple[float, float, float]:
     return float(pts["accuracy_mean"][0]), float(pts["accuracy_lo"][0]), float(pts["accuracy_hi"][0])
 
 
-def exact_coverage(p: float, n: int) -> float:
-    """P(Wilson interval of Bin(n, p) covers p) = Σ_k C(n,k) p^k (1-p)^(n-k) [lo_k <= p <= hi_k]."""
+def exact_coverage(p: float, n: int, interval=clopper_pearson) -> float:
+    """P(the interval of Bin(n, p) covers p) = Σ_k C(n,k) p^k (1-p)^(n-k) [lo_k <= p <= hi_k]."""
     total = 0.0
     for k in range(n + 1):
-        lo, hi = wilson(k, n)
+        lo, hi = interval(k, n)
         if lo <= p <= hi:
             total += math.comb(n, k) * p**k * (1 - p) ** (n - k)
     return total
@@ -83,11 +83,13 @@ def main() -> None:
     result = {"runs": a.runs, "items": a.items, "real_runs": a.real, "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for p in (float(x) for x in a.settings.split(",")):
-            covered, means, real_checked, t0 = 0, [], 0, time.perf_counter()
+            covered, covered_wilson, means, real_checked, t0 = 0, 0, [], 0, time.perf_counter()
             for run in range(a.runs):
                 k, n = offline(p, run, a.items)
-                lo, hi = wilson(k, n)
+                lo, hi = clopper_pearson(k, n)
                 covered += lo <= p <= hi
+                w_lo, w_hi = wilson(k, n)
+                covered_wilson += w_lo <= p <= w_hi
                 means.append(k / n)
                 if run < a.real:
                     got = real(p, run, a.items, Path(tmp))
@@ -98,10 +100,12 @@ def main() -> None:
             result["settings"][str(p)] = {
                 "covered": covered, "coverage": covered / a.runs, "mean_accuracy": sum(means) / len(means),
                 "real_pipeline_runs_identical": real_checked, "wall_s": round(time.perf_counter() - t0, 1),
-                "wilson_exact_coverage": round(exact_coverage(p, a.items), 4)}
-            print(f"P={p}: interval covers P in {covered}/{a.runs} runs; mean measured accuracy "
-                  f"{sum(means) / len(means):.4f}; {real_checked} real sweeps identical; Wilson's exact coverage "
-                  f"at n={a.items}: {exact_coverage(p, a.items):.4f}", flush=True)
+                "exact_coverage": round(exact_coverage(p, a.items), 4), "wilson_covered": covered_wilson,
+                "wilson_exact_coverage": round(exact_coverage(p, a.items, wilson), 4)}
+            print(f"P={p}: Clopper–Pearson covers P in {covered}/{a.runs} runs (Wilson {covered_wilson}); "
+                  f"mean measured accuracy {sum(means) / len(means):.4f}; {real_checked} real sweeps identical; "
+                  f"exact coverage at n={a.items}: {exact_coverage(p, a.items):.4f} "
+                  f"(Wilson {exact_coverage(p, a.items, wilson):.4f})", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -48,7 +48,7 @@ def quality_section(manifest: dict, points: pd.DataFrame) -> list[str]:
     scorers = ", ".join(f"{d['name']} = {d['scorer']} (useful at ≥ {d['threshold']:g})" for d in q.get("dimensions") or [])
     intro = (f"<p class=\"sub\">{esc(q.get('items', ''))} items × {esc(q.get('templates', 1))} template(s) from "
              f"{esc(q.get('eval_file', ''))}; {esc(scorers)}. $/useful = GPU cost of the steady window / useful "
-             "responses in it; intervals are Wilson for pass/fail scores.</p>")
+             "responses in it; intervals are Clopper–Pearson (exact) for pass/fail scores.</p>")
     return ["<h2>Quality</h2>", intro, table, _judge_line(points, q)]
 
 

@@ -2,10 +2,10 @@
 measured with an eval set) and the cost of a useful response. Formulas (README "Quality"):
 
     <dim>_mean, _lo, _hi   mean score of the point's successful eval answers and its 95 % interval
-                           (Wilson when every score is 0 or 1, else mean ± 1.96·s/√n)
+                           (Clopper–Pearson when every score is 0 or 1, else mean ± 1.96·s/√n)
     useful                 eval answers of successful requests whose every dimension scored at or
                            above its threshold (a scorer error, or a failed request, is not useful)
-    useful_rate            useful / eval requests not cancelled; useful_lo/_hi its Wilson interval
+    useful_rate            useful / eval requests not cancelled; useful_lo/_hi its Clopper–Pearson interval
     requests_in_window     successful requests that ended inside the steady window
     useful_in_window       Σ over those: 1 or 0 for a scored eval answer, useful_rate for a
                            synthetic request (not scored)
@@ -26,7 +26,7 @@ import pandas as pd
 
 from profiler import metrics as m
 from profiler.pointview import point_window
-from profiler.quality.stats import mean_interval, wilson
+from profiler.quality.stats import clopper_pearson, mean_interval
 
 BASE = ["eval_requests", "eval_ok", "eval_stop_frac", "eval_output_tokens_mean", "useful", "useful_rate",
         "useful_lo", "useful_hi", "requests_in_window", "useful_in_window",
@@ -88,7 +88,7 @@ def quality_columns(facts: dict, req: pd.DataFrame, warmup: float, scores: pd.Da
                eval_stop_frac=float((first["finish_reason"][okr] == "stop").mean()) if okr.any() else math.nan)
     if n_eval:
         row["useful_rate"] = n_useful / n_eval
-        row["useful_lo"], row["useful_hi"] = wilson(n_useful, n_eval)
+        row["useful_lo"], row["useful_hi"] = clopper_pearson(n_useful, n_eval)
     for d in dims:
         s = scores[(scores["dimension"] == d["name"]) & scores["request_ok"]]
         row.update(dimension_columns(d["name"], s))
