@@ -82,18 +82,17 @@ class ChunkRuns:
     def size(self) -> int:
         return int(self.t_ns.size)
 
-    def _steps_s(self) -> np.ndarray:
-        """Differences of consecutive chunk times (s), with 0 where one request's last chunk meets
+    def _steps_ns(self) -> np.ndarray:
+        """Differences of consecutive chunk times (ns), with 0 where one request's last chunk meets
         the next one's first: the chunk gaps in place, plus one placeholder zero per boundary.
         Written into a scratch array (profiler.scratch): use it before the next call."""
-        steps = scratch("chunk-steps", max(0, self.size - 1), np.float64)
+        steps = scratch("chunk-steps", max(0, self.size - 1), np.int64)
         if self.size < 2:
             return steps
         if _STEPS_OF[0] is not None and _STEPS_OF[0]() is self:  # still this view's (an itl SLO asks twice)
             return steps
-        np.subtract(self.t_ns[1:], self.t_ns[:-1], out=steps, casting="unsafe")
-        steps /= 1e9  # as m.run_gaps: an integer difference ÷ 1e9
-        steps[self.run_start[1:] - 1] = 0.0
+        np.subtract(self.t_ns[1:], self.t_ns[:-1], out=steps)
+        steps[self.run_start[1:] - 1] = 0
         _STEPS_OF[0] = weakref.ref(self)
         return steps
 
@@ -113,7 +112,7 @@ class ChunkRuns:
         boundaries = max(0, self.run_len.size - 1)
         if self.size - 1 - boundaries < SELECT_MIN:
             return m.stats(self.gaps_s)
-        return m.stats(self._steps_s(), zeros_to_drop=boundaries)
+        return m.stats_ns(self._steps_ns(), zeros_to_drop=boundaries)
 
     def longest_gap(self, request_ids: np.ndarray) -> np.ndarray:
         """Each request's longest chunk gap (s); NaN for fewer than two content chunks."""
@@ -121,7 +120,7 @@ class ChunkRuns:
         if not multi.any():
             return np.full(np.asarray(request_ids).size, np.nan)
         # From a run's first gap to the next multi-chunk run: its gaps and placeholder zeros only.
-        longest = np.maximum.reduceat(self._steps_s(), self.run_start[multi])
+        longest = np.maximum.reduceat(self._steps_ns(), self.run_start[multi]) / 1e9  # as m.run_gaps
         return m.lookup(self.run_request[multi], longest, request_ids, np.nan)
 
     def tokens_in_window(self, start_ns: int, stop_ns: int, run_mask: np.ndarray | None = None) -> float:
@@ -155,25 +154,36 @@ class ChunkRuns:
 
 def _kept_chunks(t: np.ndarray, tok: np.ndarray | None, start: np.ndarray, run_len: np.ndarray,
                  keep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """The chunks of the kept runs, in order. The dropped runs (failed requests) are few, so the
-    kept stretches between them are copied whole into a scratch array (profiler.scratch) instead
-    of gathering chunk by chunk into a fresh one: at 25 M chunks a point, the fresh array's page
-    faults and the per-chunk mask cost about 0.5 s."""
+    """The chunks of the kept runs, in order, in a scratch array (profiler.scratch): at 25 M
+    chunks a point, a fresh array's page faults cost about 0.5 s."""
     n = int(run_len[keep].sum())
+    out_t = scratch("kept-chunk-times", n, t.dtype)
+    out_tok = None if tok is None else np.empty(n, tok.dtype)
+    copy_kept(t, tok, start, run_len, keep, out_t, out_tok)
+    return out_t, out_tok
+
+
+def copy_kept(t: np.ndarray, tok: np.ndarray | None, start: np.ndarray, run_len: np.ndarray, keep: np.ndarray,
+              out_t: np.ndarray, out_tok: np.ndarray | None) -> int:
+    """Copy the chunks of the kept runs, in order, to the front of `out_t` (and `out_tok`); returns
+    how many. The dropped runs (failed requests) are few, so the kept stretches between them are
+    copied whole instead of gathering chunk by chunk through a per-chunk mask."""
     drop = np.flatnonzero(~keep)
     if drop.size > 10_000:  # many dropped runs: one masked gather is cheaper than many copies
         mask = np.repeat(keep, run_len)
-        return t[mask], None if tok is None else tok[mask]
+        n = int(mask.sum())
+        out_t[:n] = t[mask]
+        if out_tok is not None:
+            out_tok[:n] = tok[mask]
+        return n
     cuts = np.r_[0, np.ravel(np.column_stack((start[drop], start[drop] + run_len[drop]))), t.size]
-    out_t = scratch("kept-chunk-times", n, t.dtype)
-    out_tok = None if tok is None else np.empty(n, tok.dtype)
     pos = 0
     for a, b in zip(cuts[0::2].tolist(), cuts[1::2].tolist(), strict=True):  # the kept stretches
         out_t[pos:pos + b - a] = t[a:b]
         if out_tok is not None:
             out_tok[pos:pos + b - a] = tok[a:b]
         pos += b - a
-    return out_t, out_tok
+    return pos
 
 
 def runs_of_rows(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

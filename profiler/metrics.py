@@ -54,6 +54,17 @@ def stats(values_s: np.ndarray, zeros_to_drop: int = 0) -> dict[str, float]:
     return out
 
 
+def stats_ns(values_ns: np.ndarray, zeros_to_drop: int = 0) -> dict[str, float]:
+    """`stats` of non-negative int64 nanoseconds, in seconds: the same percentiles as `stats` of
+    values_ns / 1e9; the mean is the exact integer sum / 1e9 / n."""
+    v = np.asarray(values_ns, dtype=np.int64)
+    n = v.size - zeros_to_drop
+    if n <= 0:
+        return {"mean": math.nan, **{k: math.nan for k in PERCENTILES}}
+    qs = percentiles(v, list(PERCENTILES.values()), zeros_to_drop, unit=1e9)
+    return {"mean": int(v.sum()) / 1e9 / n, **{k: float(q) for k, q in zip(PERCENTILES, qs, strict=True)}}
+
+
 def ttft(send_ns: np.ndarray, first_content_ns: np.ndarray) -> np.ndarray:
     """TTFT per request (s); NaN where no content arrived."""
     send = np.asarray(send_ns, dtype=np.int64)

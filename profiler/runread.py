@@ -14,8 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from profiler import metrics as m
 from profiler import runfolder as rf
-from profiler.chunkruns import ChunkColumns, runs_of_rows
+from profiler.chunkruns import ChunkColumns, copy_kept, runs_of_rows
 from profiler.errors import UserError
 from profiler.scratch import scratch
 
@@ -113,7 +114,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, object]]:
-    """(facts, requests rows, content chunks) of each point, in the order of `facts`. In the
+    """(facts, requests rows, content chunks) of each point, in the order of `facts` (in the appended
+    layout only the successful requests' chunks: the only ones a summary uses). In the
     appended layout only one point's files are read at a time, so memory follows the largest
     point, not the run; a folder of the old layout (one file each) is read once.
 
@@ -154,19 +156,31 @@ def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColum
     pairs = [(pq.ParquetFile(chunk_files[f.name]), req) for f, req in zip(req_files, requests, strict=True)
              if f.name in chunk_files]
     total = sum(pf.metadata.num_rows for pf, _ in pairs)
-    t = scratch("point-chunk-times", total, np.int64)  # each file's times are copied into place
+    t = scratch("point-chunk-times", total, np.int64)  # each file's kept times are copied into place
     tokens, run_req, run_len, pos = [], [], [], 0
     for pf, req in pairs:
         t_file, tok, rr, rl = _chunk_file(pf, req)
-        t[pos:pos + t_file.size] = t_file
-        tokens.append((tok, t_file.size))
-        run_req.append(rr)
-        run_len.append(rl)
-        pos += t_file.size
+        # Only successful requests' chunks are ever used (ChunkRuns); dropping the failed ones
+        # while copying saves a second pass over the point's chunk times.
+        keep = _succeeded(req, rr)
+        start = np.r_[0, np.cumsum(rl)[:-1]].astype(np.int64) if rl.size else rl
+        tok_kept = None if tok is None else np.empty(int(rl[keep].sum()), tok.dtype)
+        n = copy_kept(t_file, tok, start, rl, keep, t[pos:], tok_kept)
+        tokens.append((tok_kept, n))
+        run_req.append(rr[keep])
+        run_len.append(rl[keep])
+        pos += n
     if not pairs:
         e = np.empty(0, np.int64)
         return frame, ChunkColumns(e, None, e, e)
-    return frame, ChunkColumns(t, _tokens(tokens), np.concatenate(run_req), np.concatenate(run_len))
+    return frame, ChunkColumns(t[:pos], _tokens(tokens), np.concatenate(run_req), np.concatenate(run_len))
+
+
+def _succeeded(requests: pa.Table, run_request: np.ndarray) -> np.ndarray:
+    """Per run: did its request succeed (an empty error)?"""
+    ids = requests["request"].to_numpy()
+    ok = np.asarray(requests["error"].fill_null("").to_numpy(zero_copy_only=False) == "", dtype=bool)
+    return m.lookup(ids[ok], np.ones(int(ok.sum()), bool), run_request, False)
 
 
 SMALL_PART_ROWS = 1 << 20
