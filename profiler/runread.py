@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,7 @@ def point_rows(run_dir: str | Path, facts: list[dict]) -> Iterator[tuple[dict, p
     asking for the next one (iterate; never list() this generator)."""
     run_dir = Path(run_dir)
     if appended(run_dir):
-        for f in facts:
-            yield (f, *_appended_point(run_dir, int(f["point"])))
+        yield from _appended_points(run_dir, facts)
         return
     req = rf.read_table(run_dir, rf.REQUESTS)
     chunks = rf.read_content_chunks(run_dir)
@@ -139,11 +139,29 @@ def appended(run_dir: Path) -> bool:
     return (run_dir / rf.REQUESTS).is_dir() or (run_dir / rf.CHUNKS).is_dir()
 
 
-def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColumns]:
-    """A point's requests and content chunks from its `point-PPPPP-NNNN.parquet` files. The chunks
-    file of batch N holds the content chunks of the requests of batch N, sorted by (request, time),
-    so its runs are those requests in id order with `n_content_chunks` rows each; a file whose
-    row count disagrees is read with its request column instead.
+def _appended_points(run_dir: Path, facts: list[dict]) -> Iterator[tuple[dict, pd.DataFrame, ChunkColumns]]:
+    """The points of the appended layout, one at a time. The next point's files are read and
+    decoded on a background thread while the caller works on this one (pyarrow and most numpy
+    passes release the GIL, so the two cores overlap; one point's decoded files more in memory)."""
+    if not facts:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="inferprof-read") as pool:
+        ahead = pool.submit(_read_point, run_dir, int(facts[0]["point"]))
+        for i, f in enumerate(facts):
+            frame, files = ahead.result()
+            if i + 1 < len(facts):
+                ahead = pool.submit(_read_point, run_dir, int(facts[i + 1]["point"]))
+            chunks = _assemble(files)
+            del files  # the decoded files: the chunk times are in the scratch buffer now
+            yield f, frame, chunks
+
+
+def _read_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, list[tuple]]:
+    """A point's requests frame and, per chunks file, (t_ns, tokens, run requests, run lengths,
+    its requests table), from its `point-PPPPP-NNNN.parquet` files. The chunks file of batch N
+    holds the content chunks of the requests of batch N, sorted by (request, time), so its runs are
+    those requests in id order with `n_content_chunks` rows each; a file whose row count disagrees
+    is read with its request column instead.
 
     A long point is written in hundreds of small parts (one per recorder flush): each file is
     opened once, and one under SMALL_PART_ROWS is decoded on this thread (a thread pool's hand-off
@@ -153,15 +171,21 @@ def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColum
     chunk_files = {f.name: f for f in (run_dir / rf.CHUNKS).glob(name)}
     requests = [_read(pq.ParquetFile(f)) for f in req_files]
     frame = pa.concat_tables(requests).to_pandas() if requests else pd.DataFrame()
-    pairs = [(pq.ParquetFile(chunk_files[f.name]), req) for f, req in zip(req_files, requests, strict=True)
-             if f.name in chunk_files]
-    total = sum(pf.metadata.num_rows for pf, _ in pairs)
-    t = scratch("point-chunk-times", total, np.int64)  # each file's kept times are copied into place
+    files = [(*_chunk_file(pq.ParquetFile(chunk_files[f.name]), req), req)
+             for f, req in zip(req_files, requests, strict=True) if f.name in chunk_files]
+    return frame, files
+
+
+def _assemble(files: list[tuple]) -> ChunkColumns:
+    """The point's content chunks of successful requests, copied into one reused buffer
+    (profiler.scratch). Only successful requests' chunks are ever used (ChunkRuns); dropping the
+    failed ones while copying saves a second pass over the point's chunk times."""
+    if not files:
+        e = np.empty(0, np.int64)
+        return ChunkColumns(e, None, e, e)
+    t = scratch("point-chunk-times", sum(f[0].size for f in files), np.int64)
     tokens, run_req, run_len, pos = [], [], [], 0
-    for pf, req in pairs:
-        t_file, tok, rr, rl = _chunk_file(pf, req)
-        # Only successful requests' chunks are ever used (ChunkRuns); dropping the failed ones
-        # while copying saves a second pass over the point's chunk times.
+    for t_file, tok, rr, rl, req in files:
         keep = _succeeded(req, rr)
         start = np.r_[0, np.cumsum(rl)[:-1]].astype(np.int64) if rl.size else rl
         tok_kept = None if tok is None else np.empty(int(rl[keep].sum()), tok.dtype)
@@ -170,10 +194,7 @@ def _appended_point(run_dir: Path, point: int) -> tuple[pd.DataFrame, ChunkColum
         run_req.append(rr[keep])
         run_len.append(rl[keep])
         pos += n
-    if not pairs:
-        e = np.empty(0, np.int64)
-        return frame, ChunkColumns(e, None, e, e)
-    return frame, ChunkColumns(t[:pos], _tokens(tokens), np.concatenate(run_req), np.concatenate(run_len))
+    return ChunkColumns(t[:pos], _tokens(tokens), np.concatenate(run_req), np.concatenate(run_len))
 
 
 def _succeeded(requests: pa.Table, run_request: np.ndarray) -> np.ndarray:

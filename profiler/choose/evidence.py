@@ -18,7 +18,7 @@ from profiler.choose.candidates import LATENCY, dims_of
 from profiler.choose.paired import compare_scores
 from profiler.quality.scoring import SCORES, read_point_files
 from profiler.report import stats as st
-from profiler.report.samples import run_samples
+from profiler.report.samples import MAX_BOOTSTRAP_GAPS, MAX_BOOTSTRAP_REQUESTS, run_samples
 from profiler.runread import Run
 
 SAME = "no detectable difference"
@@ -66,7 +66,7 @@ def latency_evidence(win: Run, wp: int, other: Run, op: int, metric: str, alpha:
     cache = {} if cache is None else cache
     for run in (win, other):
         if run.name not in cache:  # a run's samples are read once for all its metrics
-            cache[run.name] = run_samples(run, 2000)
+            cache[run.name] = run_samples(run, MAX_BOOTSTRAP_REQUESTS, MAX_BOOTSTRAP_GAPS)
     sa, sb = cache[win.name].get(wp), cache[other.name].get(op)
     if sa is None or sb is None:
         return None

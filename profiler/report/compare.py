@@ -15,7 +15,7 @@ import pandas as pd
 
 from profiler.errors import UserError
 from profiler.report import stats as st
-from profiler.report.samples import run_samples
+from profiler.report.samples import MAX_BOOTSTRAP_GAPS, MAX_BOOTSTRAP_REQUESTS, run_samples
 from profiler.runread import Run, load_run, numeric
 
 DEFAULT_METRICS = ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "tpot_p50", "e2e_p99", "output_tok_per_s")
@@ -65,8 +65,6 @@ def _csv_value(points: pd.DataFrame, point: int, column: str) -> float | None:
 # well below the run-to-run drift it cannot see. The ITL sample is the same requests' chunk gaps
 # (2,000 requests × 255 gaps at 256 tokens); only outputs of over ~300 chunks a request have fewer
 # ITL requests. Its cost is a band of the sorted gaps, not all of them (profiler.report.wquantile).
-MAX_BOOTSTRAP_REQUESTS = 2000
-MAX_BOOTSTRAP_GAPS = 600_000
 
 
 def _shared(ps) -> dict | None:

@@ -8,16 +8,22 @@ statistic of these samples equals the points.csv column of the same name (e.g. p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from profiler import metrics as m
+from profiler import runfolder as rf
 from profiler.pointview import PointView
 from profiler.runread import Run, point_rows
 
 # The report's distributions draw at most this many requests of a point (a seeded subset).
 REPORT_SAMPLE_REQUESTS = 50_000
+# compare's bootstrap (and its choice) subsamples larger points: requests, and chunk gaps by whole requests
+MAX_BOOTSTRAP_REQUESTS = 2000
+MAX_BOOTSTRAP_GAPS = 600_000
+_READ: dict[tuple, dict] = {}  # run_samples, by run and arguments
 # Metrics measured once per request (seconds), as in points.csv.
 REQUEST_METRICS = ("ttft", "itl_token", "tpot", "e2e")
 # Per-chunk metric: gaps between content chunks, grouped by request.
@@ -113,6 +119,13 @@ def _gaps_of_runs(v: PointView, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def run_samples(run: Run, max_requests: int | None = None, max_gaps: int | None = None) -> dict[int, PointSamples]:
-    """PointSamples of every point of a run, keyed by point index."""
-    return {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests, max_gaps)
-            for f, r, c in point_rows(run.path, run.facts)}
+    """PointSamples of every point of a run, keyed by point index. Kept for the process: `compare`
+    bootstraps the samples and its choice weighs them again, and reading a run of a million
+    requests costs seconds (the samples are small: at most `max_requests` a point)."""
+    facts_file = Path(run.path) / rf.POINTS_RAW
+    stamp = facts_file.stat().st_mtime_ns if facts_file.exists() else 0  # a resumed run is read anew
+    key = (str(Path(run.path).resolve()), stamp, run.warmup_frac, max_requests, max_gaps, len(run.facts))
+    if key not in _READ:
+        _READ[key] = {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests, max_gaps)
+                      for f, r, c in point_rows(run.path, run.facts)}
+    return _READ[key]

@@ -80,10 +80,11 @@ def _draws(n: int, b: int, rng: np.random.Generator, shared: dict | None, kind: 
 
 
 def _sorted(vals: np.ndarray, groups: np.ndarray, shared: dict | None, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values ascending with their units (a stable sort), computed once per point and metric."""
+    """Values ascending with their units, computed once per point and metric. The sort need not be
+    stable: tied values are equal, so whichever unit a tie lists first, a rank lands on the same value."""
     if shared is not None and ("sorted", key) in shared:
         return shared[("sorted", key)]
-    order = np.argsort(vals, kind="stable")
+    order = np.argsort(vals)
     out = vals[order], groups[order]
     if shared is not None:
         shared[("sorted", key)] = out
