@@ -98,9 +98,16 @@ class TLSPipe:
         parts = []
         closed = False
         try:
-            while piece := self.obj.read(_RECORD):
+            # Read while ciphertext is left: the usual recv() ends on a whole record, and then no
+            # SSLWantReadError is raised per recv() (an exception costs as much as the record).
+            while self.inc.pending:
+                piece = self.obj.read(_RECORD)
+                if not piece:
+                    closed = True  # b"": the peer's close_notify (what came before it is still data)
+                    break
                 parts.append(piece)
-            closed = True  # b"": the peer's close_notify (what came before it is still data)
+            while piece := self.obj.read(_RECORD) if self.obj.pending() else b"":
+                parts.append(piece)  # plaintext OpenSSL decrypted but held back (a record larger than _RECORD)
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
