@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -114,3 +115,19 @@ def test_repeat_rounds_and_interval_columns(mock, tmp_path):
     # points.csv stays a function of the folder
     assert inferprof("report", str(run_dir)).returncode == 0
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "points.csv"), points)
+
+
+def test_compare_uses_the_repeats(mock, tmp_path):
+    runs = []
+    for seed in ("1", "2"):
+        r = inferprof("sweep", "--url", mock.url, "--concurrency", "2", "--requests", "8", "--repeat", "3",
+                      "--seed", seed, "--out", str(tmp_path), *SHORT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(json.loads(r.stdout)["run_dir"])
+    r = inferprof("compare", *runs, "--format", "csv", "--metrics", "ttft_p50,output_tok_per_s")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = pd.read_csv(io.StringIO(r.stdout))
+    assert len(rows) == 2 and rows["note"].str.contains("across repeats (3 vs 3", regex=False).all()
+    points = pd.read_csv(Path(runs[0]) / "points.csv")
+    tok = rows[rows["metric"] == "output_tok_per_s"].iloc[0]
+    assert tok["a"] == pytest.approx(points["output_tok_per_s"].mean(), rel=1e-3)  # the repeats' mean

@@ -102,3 +102,16 @@ def test_grouped_stat_equals_numpy_on_the_expanded_cluster_sample(stat, first_ba
         sample = np.repeat(vals, c[group])
         want.append(np.mean(sample) if stat == "mean" else np.percentile(sample, q[stat]))
     assert np.allclose(got, want, rtol=1e-12, atol=0) if stat == "mean" else np.array_equal(got, want)
+
+
+def test_repeat_difference_is_welchs_t_across_repeats():
+    from profiler.report.stats import repeat_difference
+
+    d = repeat_difference(np.array([10.0, 12.0]), np.array([20.0, 22.0]), 0.95, lower_better=True)
+    half = 4.302652729911275 * np.sqrt(2.0)  # t(0.975, ν = 2) · √(1 + 1)
+    assert (d.a, d.b, d.diff) == (11.0, 21.0, 10.0)
+    assert d.ci_lo == pytest.approx(10 - half) and d.ci_hi == pytest.approx(10 + half)
+    assert d.verdict == "B slower" and "Welch" in d.note
+    same = repeat_difference(np.array([10.0, 12.0, 11.0]), np.array([10.5, 11.5, 12.5]), 0.95, True)
+    assert same.verdict == "no significant difference"
+    assert repeat_difference(np.array([1.0]), np.array([2.0, 3.0]), 0.95, True).verdict == "not measured"

@@ -44,6 +44,31 @@ def matched_points(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float, i
     return [(k[0], k[1], ia[k], ib[k]) for k in sorted(ia, key=lambda k: (k[0], k[1])) if k in ib]
 
 
+def repeat_points(df: pd.DataFrame) -> dict[tuple[str, float], list[int]]:
+    """(mode, load) → its points, in order: several when the run measured each load repeatedly."""
+    out: dict[tuple[str, float], list[int]] = {}
+    if len(df) and {"mode", "load", "point"} <= set(df.columns):
+        for _, r in df.iterrows():
+            out.setdefault(point_key(r["mode"], r["load"]), []).append(int(r["point"]))
+    return out
+
+
+def _repeat_rows(base: Run, other: Run, mode: str, load: float, pa: list[int], pb: list[int],
+                 opts: CompareOptions) -> list[dict]:
+    """Rows of a load both runs repeated: the repeats' points.csv values, Welch's t across them."""
+    rows = []
+    for metric in opts.metrics:
+        col = st.metric_column(metric)
+        a = [_csv_value(base.points, p, col) for p in pa]
+        b = [_csv_value(other.points, p, col) for p in pb]
+        d = st.repeat_difference(np.array([math.nan if x is None else x for x in a]),
+                                 np.array([math.nan if x is None else x for x in b]),
+                                 opts.level, st.lower_is_better(metric), opts.min_effect)
+        rows.append({"run_a": base.name, "run_b": other.name, "mode": mode, "load": load, "point_a": pa[0],
+                     "point_b": pb[0], "metric": metric, **asdict(d), "n_a": len(pa), "n_b": len(pb)})
+    return rows
+
+
 @dataclass(frozen=True)
 class CompareOptions:
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -96,7 +121,12 @@ def compare_runs(runs: list[Run], opts: CompareOptions = CompareOptions()) -> pd
         if not pairs:
             raise CompareError(f"no point of {other.name} matches a point of {base.name} by (mode, load)")
         other_samples = run_samples(other, MAX_BOOTSTRAP_REQUESTS, MAX_BOOTSTRAP_GAPS)
+        reps_a, reps_b = repeat_points(base.points), repeat_points(other.points)
         for mode, load, pa, pb in pairs:
+            key = point_key(mode, load)
+            if len(reps_a.get(key, [])) > 1 and len(reps_b.get(key, [])) > 1:
+                rows += _repeat_rows(base, other, mode, load, reps_a[key], reps_b[key], opts)
+                continue
             sa, sb = base_samples.get(pa), other_samples.get(pb)
             shared_a, shared_b = _shared(sa), _shared(sb)
             for metric in opts.metrics:
