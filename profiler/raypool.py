@@ -25,11 +25,12 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from profiler.clocksync import ClockOffset, measure
+from profiler.clocksync import ClockOffset, drift_ppm, measure
 from profiler.errors import UserError
 from profiler.loadgen import PointJob, WorkerResult
 from profiler.recorder import RecordJob, RecordSummary
@@ -111,6 +112,7 @@ class _LoadActor:
         loadgen._STOP = self.stop
         loadgen._PROGRESS = (self.progress, 0)
         sys.setswitchinterval(0.0005)  # as a local worker: hand the GIL over sooner
+        self.out = _Tables()
 
     def identity(self) -> dict:
         import ray
@@ -128,22 +130,39 @@ class _LoadActor:
         if not self.stop[0]:
             self.stop[0] = code
 
+    def take(self) -> dict:
+        """The parts parsed so far and not yet taken (a watched point ships them as it runs)."""
+        return self.out.take()
+
     def run(self, job: PointJob, record: RecordJob, clock: ClockOffset) -> dict:
         """The point on this node: driver instants converted to this clock, the load, then its
         spool parsed into Arrow tables (times still on this node's clock)."""
         from profiler.loadgen import run_job
+        from profiler.recorder import Tail, record_point, segment
 
         entered = time.perf_counter_ns()
         self.stop[0], self.progress[0] = 0, 0
+        self.out = out = _Tables()
         tmp = tempfile.mkdtemp(prefix="inferprof-ray-")
         try:
             job, record = _on_node(job, record, clock, str(Path(tmp) / f"point-{job.point:05d}"))
-            result = run_job(job)
-            loaded = time.perf_counter_ns()
-            tables = _parse_spool(record)
+            if record.live:  # watched (a capacity probe): parse while it runs, as a local recorder does
+                Path(segment(record.spool, 0)).touch()
+                box: list[WorkerResult] = []
+                summary = record_point(record, out, lambda: box.append(run_job(job)))
+                result, loaded = box[0], time.perf_counter_ns()
+            else:  # the load alone on this node's cores, then the parse
+                result = run_job(job)
+                loaded = time.perf_counter_ns()
+                tail = Tail(record, out)
+                try:
+                    tail.drain()
+                finally:
+                    tail.close()
+                summary = tail.summary
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return {"result": result, "tables": tables, "entered_ns": entered, "start_node_ns": job.start_ns,
+        return {"result": result, "tables": {**out.take(), "summary": summary}, "entered_ns": entered,
                 "loaded_ns": loaded, "done_ns": time.perf_counter_ns()}
 
 
@@ -157,29 +176,26 @@ def _on_node(job: PointJob, record: RecordJob, clock: ClockOffset, spool: str) -
 
 
 class _Tables:
-    """A RunWriter stand-in for `recorder.Tail`: keeps the parts as Arrow tables to ship."""
+    """A RunWriter stand-in for `recorder.Tail`: keeps the parts as Arrow tables until taken."""
 
     def __init__(self):
+        self.lock = threading.Lock()  # the recorder thread adds, an actor call takes
         self.requests, self.chunks, self.answers = [], [], []
 
     def add_records(self, point: int, requests, chunks) -> None:
-        self.requests.append(requests)
-        self.chunks.append(chunks)
+        with self.lock:
+            self.requests.append(requests)
+            self.chunks.append(chunks)
 
     def add_answers(self, point: int, answers: list) -> None:
-        self.answers.extend(answers)
+        with self.lock:
+            self.answers.extend(answers)
 
-
-def _parse_spool(record: RecordJob) -> dict:
-    from profiler.recorder import Tail
-
-    out = _Tables()
-    tail = Tail(record, out)
-    try:
-        tail.drain()
-    finally:
-        tail.close()
-    return {"requests": out.requests, "chunks": out.chunks, "answers": out.answers, "summary": tail.summary}
+    def take(self) -> dict:
+        with self.lock:
+            out = {"requests": self.requests, "chunks": self.chunks, "answers": self.answers}
+            self.requests, self.chunks, self.answers = [], [], []
+        return out
 
 
 def shift_tables(requests, chunks, offset_ns: int, node: str):
@@ -232,8 +248,12 @@ class RayPool:
         """One point on the actors: clocks measured, jobs sent (instants on the driver's clock),
         progress and stops relayed until every actor answered; each answer written at once."""
         ray = self.ray
-        self.last = {"summaries": {}, "actors": {}, "lost": [], "identity": dict(enumerate(self.identity))}
+        if not self.actors:
+            raise UserError("--ray: every load-generator actor was lost; finished points are kept")
+        self.last = {"summaries": {}, "actors": {}, "lost": [], "identity": dict(enumerate(self.identity)),
+                     "sends": {}, "finished": 0}
         clocks = {j.worker: self._clock(j.worker) for j in jobs}
+        live = any(getattr(self.record_jobs.get(j.worker), "live", False) for j in jobs)
         refs = {}
         for job in jobs:
             if clocks[job.worker] is None:
@@ -249,12 +269,22 @@ class RayPool:
             for ref in ready:
                 job = refs.pop(ref)
                 results[job.worker] = self._collect(ref, job, clocks[job.worker])
+            if live:  # a watcher reads the point's records while it runs: fetch what is parsed
+                self._take(list(refs.values()), clocks)
             relayed = self._relay([j.worker for j in refs.values()], relayed, on_progress)
         for ref, job in refs.items():  # bounded: past the point's time limit
             ray.cancel(ref, force=True)
             results[job.worker] = WorkerResult(job.worker, [], error="worker did not finish in time")
         self._drop_lost()
         return [results[j.worker] for j in jobs]
+
+    def _take(self, running: list[PointJob], clocks: dict) -> None:
+        for job in running:
+            try:
+                parts = self.ray.get(self.actors[job.worker].take.remote(), timeout=10)
+            except Exception:  # its run() reports the loss
+                continue
+            self._write(job, parts, clocks[job.worker].offset_ns, self.identity[job.worker]["node"])
 
     def _clock(self, w: int) -> ClockOffset | None:
         try:
@@ -290,20 +320,19 @@ class RayPool:
             return self._lose(w, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         got = time.perf_counter_ns()
         end = self._clock(w) or start
-        offset = (start.offset_ns + end.offset_ns) // 2
-        node = self.identity[w]["node"]
+        offset = start.offset_ns  # one offset for all of a node's point: parts shipped mid-point used it
         tables = out["tables"]
         summary = tables["summary"]
         summary.max_end_ns = summary.max_end_ns + offset if summary.max_end_ns else 0
         self.last["summaries"][w] = summary
-        self.last["finished"] = self.last.get("finished", 0) + summary.requests
-        sends = self._write(job, tables, offset, node)
+        self.last["finished"] += summary.requests
+        self._write(job, tables, offset, self.identity[w]["node"])
         res: WorkerResult = out["result"]
-        self.last["actors"][w] = _actor_facts(job, out, res, sends, start, end, offset, got)
+        self.last["actors"][w] = _actor_facts(job, out, res, self.last["sends"][w], start, end, got)
         return res
 
-    def _write(self, job: PointJob, tables: dict, offset: int, node: str) -> list[int]:
-        """Append the actor's parts to the run folder; returns [requests, first send, last send]."""
+    def _write(self, job: PointJob, tables: dict, offset: int, node: str) -> None:
+        """Append the actor's parts to the run folder; keeps [requests, first send, last send]."""
         import pyarrow.compute as pc
 
         from profiler.runfolder import RunWriter
@@ -313,21 +342,21 @@ class RayPool:
         if record is not None and record.run_dir:
             key = (record.run_dir, job.worker)
             writer = self.writers.setdefault(key, RunWriter(Path(record.run_dir), tag=f"w{job.worker:03d}"))
-        sends = [0, 0, 0]  # requests, first and last send
+        sends = self.last["sends"].setdefault(job.worker, [0, 0, 0])  # requests, first and last send
         for req, chunks in zip(tables["requests"], tables["chunks"], strict=True):
             req, chunks = shift_tables(req, chunks, offset, node)
             if req.num_rows:
                 lo, hi = pc.min_max(req["send_ns"]).values()
-                sends = [sends[0] + req.num_rows, min(sends[1] or lo.as_py(), lo.as_py()), max(sends[2], hi.as_py())]
+                sends[:] = [sends[0] + req.num_rows, min(sends[1] or lo.as_py(), lo.as_py()), max(sends[2], hi.as_py())]
             if writer is not None:
                 writer.add_records(job.point, req, chunks)
         if writer is not None and tables["answers"]:
             writer.add_answers(job.point, tables["answers"])
-        return sends
 
     def _lose(self, w: int, why: str) -> WorkerResult:
         ident = self.identity[w] if w < len(self.identity) else {}
-        self.last["lost"].append({"worker": w, "node": ident.get("node", ""), "why": why})
+        shipped = self.last["sends"].get(w, [0])[0]  # parsed while it ran (a watched point): kept
+        self.last["lost"].append({"worker": w, "node": ident.get("node", ""), "why": why, "requests_kept": shipped})
         err = "" if self.on_node_loss == "continue" else f"node {ident.get('node', '?')[:12]} lost mid-point: {why}"
         return WorkerResult(w, [], error=err)
 
@@ -338,8 +367,6 @@ class RayPool:
             return
         self.actors = [a for w, a in enumerate(self.actors) if w not in lost]
         self.identity = [x for w, x in enumerate(self.identity) if w not in lost]
-        if not self.actors:
-            raise UserError("--ray: every load-generator actor was lost; finished points are kept")
 
     def point_facts(self) -> dict:
         """points.jsonl additions of the last point: per node, and Ray's own overhead."""
@@ -420,9 +447,10 @@ class RayRecorders:
 
 
 def _actor_facts(job: PointJob, out: dict, res: WorkerResult, sends: list[int], start: ClockOffset,
-                 end: ClockOffset, offset: int, got_ns: int) -> dict:
+                 end: ClockOffset, got_ns: int) -> dict:
     """One actor's share of the point, its clock and Ray's overhead (driver clock, ns/ms)."""
     n, first, last = sends
+    offset = start.offset_ns
     planned = job.arrivals_ns[0] if job.arrivals_ns else job.start_ns  # when its first request was due
     return {
         "worker": job.worker, "requests": n, "first_send_ns": first, "last_send_ns": last,
@@ -433,7 +461,8 @@ def _actor_facts(job: PointJob, out: dict, res: WorkerResult, sends: list[int], 
         "ship_ms": (got_ns - (out["done_ns"] + offset)) / 1e6,
         "cpu_frac": res.cpu_s / res.wall_s if res.wall_s > 0 else None,
         "lag": res.lag_us, "threads": res.threads,
+        # applied: the start offset; bounded by its uncertainty plus how far the clocks moved by the end
         "clock": {"start": start.as_dict(), "end": end.as_dict(), "offset_ns": offset,
-                  "uncertainty_ns": max(start.uncertainty_ns, end.uncertainty_ns)
-                  + abs(end.offset_ns - start.offset_ns) // 2},
+                  "uncertainty_ns": start.uncertainty_ns + abs(end.offset_ns - start.offset_ns),
+                  "drift_ppm": drift_ppm(start, end)},
     }
