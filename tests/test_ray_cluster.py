@@ -85,6 +85,13 @@ def test_ray_sweep_matches_local_workers(cluster, tmp_path):
         assert 0.6 < a / b < 1.6, (a, b)
     assert ray_pts["trusted"].all(), ray_pts["trust_reason"].tolist()
 
+    from profiler.report.html import esc
+    from profiler.report.nodes_html import nodes_section
+
+    table = nodes_section(facts, esc)  # the report's "Load per node": a row per point and node
+    assert table.count("<tr>") == 1 + 2 * len(facts) and all(n["node"][:12] in table for n in facts[0]["nodes"])
+    assert nodes_section(rf.read_point_facts(local_run), esc) == ""
+
 
 @pytest.mark.ray
 def test_lost_actor_marks_the_point_and_the_sweep_goes_on(cluster, tmp_path):
