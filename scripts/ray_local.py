@@ -8,7 +8,7 @@ custom resource `node<i>`, no dashboard, a capped object store and every port fi
 session, so `stop()` ends exactly the processes it started (their process groups), never
 another user's Ray.
 
-    python3 scripts/ray_local.py start --base 6400 --nodes 2   # prints the address; Ctrl-C stops it
+    python3 scripts/ray_local.py start --base 6400 --nodes 2   # prints the address; Ctrl-C or SIGTERM stops it
 """
 
 from __future__ import annotations
@@ -105,6 +105,11 @@ def main() -> int:
     p.add_argument("--base", type=int, default=6400)
     p.add_argument("--nodes", type=int, default=2)
     a = p.parse_args()
+    def end(signum, frame):
+        raise KeyboardInterrupt
+
+    for s in (signal.SIGINT, signal.SIGTERM):  # a background job ignores SIGINT unless told otherwise
+        signal.signal(s, end)
     cluster = LocalCluster(a.base, a.nodes).start()
     print(cluster.address, flush=True)
     try:
