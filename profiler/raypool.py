@@ -272,8 +272,8 @@ class RayPool:
             if live:  # a watcher reads the point's records while it runs: fetch what is parsed
                 self._take(list(refs.values()), clocks)
             relayed = self._relay([j.worker for j in refs.values()], relayed, on_progress)
-        for ref, job in refs.items():  # bounded: past the point's time limit
-            ray.cancel(ref, force=True)
+        for job in refs.values():  # bounded: past the point's time limit (as WorkerPool kills its process)
+            ray.kill(self.actors[job.worker])
             results[job.worker] = WorkerResult(job.worker, [], error="worker did not finish in time")
         self._drop_lost()
         return [results[j.worker] for j in jobs]
