@@ -73,6 +73,23 @@ def _probe(host: str, port: int, address: str) -> None:
         raise UserError(f"--ray {address}: no Ray cluster answers at {host}:{port} ({e.strerror or e})") from None
 
 
+def _resolve_auto(address: str) -> str:
+    """`auto`: RAY_ADDRESS, else the latest local `ray start` (as ray.init would find it), so an
+    address that no longer answers is probed instead of waited on."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # a Ray without it: let ray.init find the cluster
+        return address
+    try:
+        found = canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as e:
+        raise UserError(f"--ray auto: no Ray cluster found ({str(e).splitlines()[0]}); "
+                        "set RAY_ADDRESS or pass HOST:PORT") from None
+    return found or address
+
+
 def _code_modules() -> list[str]:
     """inferprof's packages, shipped to every node (py_modules) so actors run the driver's code."""
     root = Path(__file__).resolve().parent.parent
@@ -85,10 +102,11 @@ def connect(address: str) -> None:
     ray = require_ray()
     if ray.is_initialized():
         return
-    hp = _host_port(address)
+    resolved = _resolve_auto(address) if address == "auto" else address
+    hp = _host_port(resolved)
     if hp is not None:
         _probe(*hp, address)
-    target = address if address == "auto" or address.startswith("ray://") else f"{hp[0]}:{hp[1]}"
+    target = resolved if resolved == "auto" or resolved.startswith("ray://") else f"{hp[0]}:{hp[1]}"
     try:
         ray.init(address=target, runtime_env={"py_modules": _code_modules()}, namespace="inferprof",
                  logging_level="ERROR", log_to_driver=False, configure_logging=False)
@@ -113,6 +131,8 @@ class _LoadActor:
         loadgen._PROGRESS = (self.progress, 0)
         sys.setswitchinterval(0.0005)  # as a local worker: hand the GIL over sooner
         self.out = _Tables()
+        import profiler.recorder  # noqa: F401  (imported now, not in the first point's parse)
+        import profiler.runfolder  # noqa: F401
 
     def identity(self) -> dict:
         import ray
