@@ -13,7 +13,8 @@ The point starts on every node at one driver instant (`start_ns`, converted per 
 barrier). While it runs the driver polls each actor a few times a second (its finished-request
 count and stop byte): a stop raised anywhere (error policy, SIGINT, a decided capacity probe)
 is passed to every actor. A node that dies mid-point loses the requests it had not shipped (all
-of that point's: records are shipped at the end); the point is marked (`nodes_lost`, trust) and
+of that point's, unless the point is watched: a `--find` probe is parsed on the node while it runs
+and its parts fetched every poll); the point is marked (`nodes_lost`, trust) and
 `--on-node-loss continue` goes on with the remaining actors, `stop` ends the sweep after
 recording it.
 """
@@ -248,9 +249,8 @@ class RayPool:
         self.ray = ray
         self.on_node_loss = on_node_loss
         self.stop = bytearray(1)  # as WorkerPool.stop: SweepSignals and the sweep set it
-        self.record_jobs: dict[int, RecordJob] = {}
-        self.run_dir: Path | None = None
-        self.writers: dict[int, object] = {}
+        self.record_jobs: dict[int, RecordJob] = {}  # the point's, by worker (RayRecorders.start)
+        self.writers: dict[tuple[str, int], object] = {}  # a RunWriter per (run folder, worker)
         self.last: dict = {}  # the last point's per-node facts (point_facts)
         n = workers or _alive_nodes(ray)
         self.pg = _placement_group(ray, n, labels or [])
@@ -275,13 +275,13 @@ class RayPool:
         clocks = {j.worker: self._clock(j.worker) for j in jobs}
         live = any(getattr(self.record_jobs.get(j.worker), "live", False) for j in jobs)
         refs = {}
+        results = {j.worker: WorkerResult(j.worker, []) for j in jobs}
         for job in jobs:
             if clocks[job.worker] is None:
-                self._lose(job.worker, "actor unreachable at the point's start")
+                results[job.worker] = self._lose(job.worker, "actor unreachable at the point's start")
                 continue
             record = self.record_jobs.get(job.worker) or RecordJob.of(job)
             refs[self.actors[job.worker].run.remote(job, record, clocks[job.worker])] = job
-        results = {j.worker: WorkerResult(j.worker, []) for j in jobs}
         limit = time.monotonic() + timeout_s
         relayed = 0
         while refs and time.monotonic() < limit:
@@ -315,10 +315,11 @@ class RayPool:
     def _relay(self, running: list[int], relayed: int, on_progress) -> int:
         """Progress to the display and the plan's watcher; a stop raised anywhere to every actor."""
         ray = self.ray
+        asked = {w: self.actors[w].poll.remote() for w in running}  # all at once: one round trip
         polls = {}
-        for w in running:
+        for w, ref in asked.items():
             try:
-                polls[w] = ray.get(self.actors[w].poll.remote(), timeout=5)
+                polls[w] = ray.get(ref, timeout=5)
             except Exception:  # its run() reports the loss
                 continue
         if not self.stop[0]:
