@@ -121,6 +121,7 @@ class RequestRecord:
     reasoning_tokens: int = -1  # usage.completion_tokens_details.reasoning_tokens; -1 when not reported
     reasoning_chunk_tokens: int = 0  # tokens of the reasoning-only events (1 per event when not reported)
     usage_cached_tokens: int = -1  # prompt tokens served from the API's cache; -1 when not reported
+    node: str = ""  # the Ray node that sent it (profiler/raypool.py); "" for a local load generator
 
 
 REQUEST_COLUMNS = list(RequestRecord.__dataclass_fields__)

@@ -92,6 +92,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     from profiler.traffic import add_args as add_traffic_args
 
     add_traffic_args(p)
+    from profiler.raycli import add_args as add_ray_args
+
+    add_ray_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,14 +147,15 @@ def _spec_from_args(a) -> SweepSpec:
 
     parse_length(a.input_tokens)
     parse_length(a.output_tokens)
+    from profiler.raycli import apply_args as apply_ray_args
     from profiler.traffic import apply_args as apply_traffic_args
 
-    return apply_traffic_args(a, SweepSpec(mode=mode, loads=loads, requests=a.requests,
+    return apply_ray_args(a, apply_traffic_args(a, SweepSpec(mode=mode, loads=loads, requests=a.requests,
                      duration_s=duration, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
                      arrival=a.arrival, max_concurrency=a.max_concurrency, warmup_frac=a.warmup, seed=a.seed,
                      workers=a.workers, request_timeout_s=parse_duration(a.request_timeout),
                      slos=parse_slos(a.slo), transport=a.transport, quality=_quality_cfg(a),
-                     **fault_spec_fields(a)))
+                     **fault_spec_fields(a))))
 
 
 def _quality_cfg(a) -> dict | None:
@@ -194,6 +198,9 @@ def _check_sweep_flags(a) -> None:
         parse_url(a.url)  # http:// or https:// only
     if a.tokenizer and not Path(a.tokenizer).exists():
         raise UserError(f"--tokenizer {a.tokenizer}: no such file or directory")
+    from profiler.raycli import check as check_ray
+
+    check_ray(a)  # last: it joins the cluster
 
 
 def _endpoint_url(a, console: Console):

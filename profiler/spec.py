@@ -79,6 +79,9 @@ class SweepSpec:
     turns: int = 1  # > 1: multi-turn sessions (profiler/sessions.py)
     think_time: str = "0"  # a workloads.sessions.parse_think spec
     repeat: int = 1  # --repeat N: `loads` holds N rounds of the grid (profiler/repeats.py)
+    ray: str = ""  # --ray ADDRESS: the workers are Ray actors (profiler/raypool.py); "" = local processes
+    ray_nodes: str = ""  # --ray-nodes LABEL,...: custom resources the actors' bundles ask for, in turn
+    on_node_loss: str = "continue"  # a Ray node lost mid-point: "continue" on the rest, or "stop"
 
     def requests_for(self, load: float) -> int:
         """Requests in a point: --requests, else enough for ~8 rounds of the load (at least 32)."""

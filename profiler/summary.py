@@ -191,4 +191,8 @@ def trust(v: PointView, row: dict, facts: dict) -> dict:
             reasons.append(f"client queue p99 {row['client_queue_p99_ms']:.1f} ms")
     if not v.ok.any():
         reasons.append("no successful request")
+    if facts.get("nodes") or facts.get("nodes_lost"):  # a Ray run: any node saturated (profiler/nodefacts.py)
+        from profiler.nodefacts import trust_reasons
+
+        reasons += trust_reasons(facts, row["itl_p50_ms"], CPU_SATURATED, LAG_P99_LIMIT_MS, RATE_SHORTFALL)
     return dict(trusted=not reasons, trust_reason="; ".join(reasons))

@@ -71,12 +71,7 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         telemetry = telemetry()
     run_dir, manifest = _open_run(spec, target, out_dir, command or sys.argv, pre, notices, resume, quality)
     writer = rf.RunWriter(run_dir)
-    pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
-    try:
-        recorders = RecorderPool(len(pool))  # one per worker: records reach disk while a point runs
-    except BaseException:
-        pool.close()
-        raise
+    pool, recorders = _pools(spec)
     points = summarize_run(run_dir) if first_i else pd.DataFrame()
     try:
         _start_telemetry(telemetry, pricing, manifest, run_dir)
@@ -112,6 +107,21 @@ def run_sweep(spec: SweepSpec, target: Target, out_dir: str | Path, console: Con
         _remove_empty(run_dir / SPOOL_DIR)
         _finish(telemetry, writer, manifest, run_dir)
     return run_dir, points
+
+
+def _pools(spec: SweepSpec):
+    """The load generator and its recorders: local processes, or Ray actors (profiler/raypool.py)."""
+    if spec.ray:
+        from profiler.raypool import RayPool, parse_labels
+
+        pool = RayPool(spec.ray, spec.workers, parse_labels(spec.ray_nodes), spec.on_node_loss)
+        return pool, pool.recorders()  # the actors parse their own records and ship them back
+    pool = WorkerPool(spec.workers or max(default_workers(spec.mode, load) for load in spec.loads))
+    try:
+        return pool, RecorderPool(len(pool))  # one per worker: records reach disk while a point runs
+    except BaseException:
+        pool.close()
+        raise
 
 
 def _open_run(spec: SweepSpec, target: Target, out_dir, command: list[str], pre, notices: list[str], resume,
@@ -372,8 +382,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
-    k = max(1, min(len(pool), spec.workers or default_workers(spec.mode, load)))
-    start_ns = time.perf_counter_ns() + START_MARGIN_NS
+    k = max(1, min(len(pool), spec.workers or (len(pool) if spec.ray else default_workers(spec.mode, load))))
+    start_ns = time.perf_counter_ns() + getattr(pool, "start_margin_ns", START_MARGIN_NS)
     stop_ns = start_ns + int(spec.duration_s * 1e9) if spec.duration_s else 0
     cycle = spec.duration_s is not None
     common = dict(point=point, endpoint=codec.endpoint, codec=codec, total_specs=n, start_ns=start_ns,
@@ -439,5 +449,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
             "flush_lag_max_s": max((r.flush_lag_s for r in recorded), default=0.0),
         },
     }
+    if hasattr(pool, "point_facts"):  # Ray actors: per-node facts and Ray's overhead (profiler/nodefacts.py)
+        facts.update(pool.point_facts())
     return facts, results, recorded
 

@@ -26,8 +26,15 @@ def write_report(run_dir: str | Path) -> Path:
     written = plots.write_figures(figs, run.path / PLOTS_DIR)
     pngs = {name: p.read_bytes() for name, p in written.items()}
     text = html.render_report(run.manifest, run.points, headline(run.points, run.manifest, hosted, as_of), pngs,
-                              search_html=_search_html(run))
+                              search_html=_search_html(run), nodes_html=_nodes_html(run))
     return html.write_html(run.path / REPORT_HTML, text)
+
+
+def _nodes_html(run) -> str:
+    from profiler.report.html import esc
+    from profiler.report.nodes_html import nodes_section
+
+    return nodes_section(run.facts, esc)
 
 
 def _search_html(run) -> str:

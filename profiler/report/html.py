@@ -247,7 +247,7 @@ def page(title: str, subtitle: str, body: str) -> str:
 
 
 def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[str, bytes],
-                  search_html: str = "") -> str:
+                  search_html: str = "", nodes_html: str = "") -> str:
     """The whole report page (pure)."""
     ep = manifest.get("endpoint") or {}
     gpus = manifest.get("gpus") or []
@@ -263,6 +263,7 @@ def render_report(manifest: dict, points: pd.DataFrame, h: Headline, pngs: dict[
         f"<h2>Per point</h2><p class=\"sub\">{n_pts} points, {esc(mode)} {esc(loads)}; latencies over each point's "
         "steady window; untrusted points highlighted</p>", points_table(points),
         "<h2>Trust</h2>", trust_warnings(points),
+        *(["<h2>Load per node</h2>", nodes_html] if nodes_html else []),
         *_quality(manifest, points),
         "<h2>Plots</h2>", plots_section(pngs),
         "<h2>What ran</h2>", what_ran(manifest, h.hosted_as_of),
