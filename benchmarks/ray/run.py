@@ -36,7 +36,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from profiler.tables import print_table  # noqa: E402
 
 # name: (concurrency, ttft_ms, itl_ms, requests): chat, 32 prompt tokens, 128 output tokens
 SCENARIOS = {"a": (1, 50.0, 10.0, 30), "b": (256, 50.0, 10.0, 1000), "c64": (64, 5.0, 1.0, 1500)}
@@ -142,11 +141,7 @@ def main() -> int:
             "ttft_err_p99_ms", "ttft_err_driver_p99_ms", "align_err_max_ms", "clock_unc_max_ms", "start_skew_ms",
             "start_late_max_ms", "ship_max_ms", "parse_max_ms", "dispatch_margin_min_ms", "worker_cpu_max",
             "lag_p99_ms", "wall_s", "trusted"]
-    buf = io.StringIO()
-    print_table(df, "markdown", [(c, c, "{:.3g}" if df[c].dtype.kind == "f" else "{}") for c in cols], file=buf)
-    (out / "ray.md").write_text(buf.getvalue())
-    print(buf.getvalue())
-    print(out)
+    truth.write_markdown(df, cols, out / "ray.md")
     return 0
 
 

@@ -261,12 +261,17 @@ def main() -> int:
     cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "tls", "workers", "telemetry", "ttft_err_mean_ms",
             "ttft_err_p50_ms", "ttft_err_p99_ms", "itl_err_mean_ms", "itl_abs_err_p99_ms", "chunk_delay_p99_ms",
             "chunks_per_s", "chunks_per_core_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
+    write_markdown(df, cols, out / "truth.md")
+    return 0
+
+
+def write_markdown(df: pd.DataFrame, cols: list[str], path: Path) -> None:
+    """The table of `cols` as Markdown, to `path` and the terminal."""
     buf = io.StringIO()
     print_table(df, "markdown", [(c, c, "{:.3g}" if df[c].dtype.kind == "f" else "{}") for c in cols], file=buf)
-    (out / "truth.md").write_text(buf.getvalue())
+    path.write_text(buf.getvalue())
     print(buf.getvalue())
-    print(out)
-    return 0
+    print(path.parent)
 
 
 if __name__ == "__main__":
