@@ -100,11 +100,20 @@ def assess(view: PointView, slos: dict[str, float], rel: float, alpha: float = 0
     tok, req_s, conv = _throughput(view, kept, rel, alpha)
     # A closed loop holds at most `concurrency` requests, so its queue cannot grow without bound:
     # a rising TTFT there is warm-up or noise (at one stream, a few ms of jitter), never overload.
-    over = view.mode != "concurrency" and oversaturated(ttft[ok])
+    over = _watch_queue(view.mode, slos) and oversaturated(ttft[ok][cut:])
     verdict = FAIL if over else combine(list(verdicts)) if verdicts else (PASS if conv else UNRESOLVED)
     e2e = view.per["e2e"][view.ok]
     return Assessment(verdict, verdicts, int(kept.sum()), int(cut), bool(over), bool(conv), tok, req_s,
                       float(np.nanmean(e2e)) if e2e.size else math.nan)
+
+
+def _watch_queue(mode: str, slos: dict[str, float]) -> bool:
+    """Is a growing queue judged by the over-saturation rule? Not in a closed loop (its queue is
+    bounded by its concurrency), and not when an SLO on TTFT or E2E judges the queue's delay itself
+    with its own confidence: near capacity an open loop's TTFT wanders up and down, and a trend
+    test on it fails points that meet their SLO. The rule is run after the warm-up cut (TTFT
+    climbs while the server fills, which is not a growing queue)."""
+    return mode != "concurrency" and not any(s.metric in ("ttft", "e2e") for s in slo_list(slos))
 
 
 def _slo_verdicts(view: PointView, kept: np.ndarray, slos: dict[str, float], alpha: float):
