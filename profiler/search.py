@@ -12,7 +12,7 @@ The rule (concurrency: whole numbers; rate: 4 significant digits):
    non-monotone and ignored (the answer is conservative).
 3. Every probe passed: double the highest (capped at the range top); stop when the top passed.
    No probe passed: halve the lowest (floored at the range bottom); stop when the bottom failed.
-4. Otherwise: while hi > 2·lo keep doubling lo (a far-away failure, e.g. the calibration point
+4. Otherwise: while 2·lo (rounded to the load grid) < hi keep doubling lo (a far-away failure, e.g. the calibration point
    at the range top, does not make the search bisect a wide bracket); then bisect, probing
    (lo + hi) / 2 until hi − lo ≤ max(unit, tolerance · lo), unit = 1 for concurrency and 0 for
    rate. The answer is lo.
@@ -95,7 +95,8 @@ def next_probe(history: list[Probe], config: SearchConfig) -> float | Stop:
         if hi - lo <= max(unit, config.tolerance * lo):
             return Stop(f"bracket within tolerance ({hi - lo:g} ≤ max({unit:g}, {config.tolerance:g}·{lo:g}))",
                         lo, lo, hi, notes)
-        nxt = snap(2 * lo if hi > 2 * lo else (lo + hi) / 2, config)
+        double = snap(2 * lo, config)  # compared once rounded: 2 × 53.14 rounds to a failed 106.3
+        nxt = double if double < hi else snap((lo + hi) / 2, config)
     if any(p.load == nxt for p in history):
         return Stop(f"load {nxt:g} already probed", lo, lo, hi, notes)
     return nxt

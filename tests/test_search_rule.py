@@ -109,3 +109,12 @@ def test_start_from_littles_law():
     assert start_load(12.0, 4.0, 1, 10, integer=True) == 10
     assert start_load(12.0, 0.0, 0.5, 100, integer=False) == 6.0
     assert start_load(float("nan"), 4.0, 1, 256, integer=True) == 16
+
+
+def test_a_doubling_that_rounds_onto_a_failed_load_bisects_instead():
+    # Rates keep 4 significant digits: 2 × 53.14 = 106.28 rounds to the failed 106.3. The search
+    # must bisect the bracket, not stop on "already probed" with half the capacity as its answer.
+    cfg = SearchConfig(lo=1, hi=200, start=26.57, integer=False)
+    history = [Probe(200.0, FAIL), Probe(26.57, PASS), Probe(53.14, PASS), Probe(106.3, FAIL)]
+    nxt = next_probe(history, cfg)
+    assert not isinstance(nxt, Stop) and 53.14 < nxt < 106.3
