@@ -126,7 +126,7 @@ def fig_cost(points: pd.DataFrame, hosted: list[HostedLine]) -> Figure | None:
         ax.axhline(h.usd_per_1m_output, color=COLORS[(i + 1) % len(COLORS)], linestyle=":", label=h.label)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"${v:g}"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"${v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_dollars_at_2_and_5))
     ax.set_xlabel(load_label(_mode(points)))
     ax.set_ylabel("$ per 1M output tokens (log scale)")
     ax.set_title("Cost per 1M output tokens vs load")
@@ -248,3 +248,12 @@ def write_plots(run_dir: str | Path, hosted: list[HostedLine] | None = None) -> 
     tel = read_telemetry(run.path)
     figs = build_figures(run.points, tel, run.facts, run_samples(run, max_requests=REPORT_SAMPLE_REQUESTS), hosted or [])
     return list(write_figures(figs, run.path / "plots").values())
+
+
+def _dollars_at_2_and_5(v: float, _pos) -> str:
+    """Minor log-axis labels at 2 and 5 × a power of ten only: every minor tick crowds the axis."""
+    if v <= 0:
+        return ""
+    m = v / 10 ** math.floor(math.log10(v))
+    return f"${v:g}" if min(abs(m - 2), abs(m - 5)) < 1e-6 else ""
+
