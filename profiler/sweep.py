@@ -426,13 +426,24 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     # Bounded: what the recorders have left is parsed at well over 1 MB/s.
     backlog = sum(_size(p) for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
     recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
+    facts = _point_facts(spec, point, load, len(jobs), (start_ns, stop_ns), results, recorded, backlog)
+    if hasattr(pool, "point_facts"):  # Ray actors: per-node facts and Ray's overhead (profiler/nodefacts.py)
+        facts.update(pool.point_facts())
+    return facts, results, recorded
+
+
+def _point_facts(spec: SweepSpec, point: int, load, workers: int, window: tuple[int, int], results, recorded,
+                 backlog: int) -> dict:
+    """The point's line of points.jsonl: what ran, the client's load (CPU, loop lag) and how the
+    records reached the run folder."""
+    start_ns, stop_ns = window
     lags = LagHistogram()
     for res in results:
         lags.extend(res.lag_us)
     cpu = [res.cpu_s / res.wall_s for res in results if res.wall_s > 0]
     ends = [r.max_end_ns for r in recorded if r.max_end_ns]
-    facts = {
-        "point": point, "mode": spec.mode, "load": load, "workers": len(jobs), "start_ns": start_ns,
+    return {
+        "point": point, "mode": spec.mode, "load": load, "workers": workers, "start_ns": start_ns,
         "stop_ns": stop_ns, "end_ns": max(ends) if ends else time.perf_counter_ns(),
         "client": {
             "cpu_frac_max_worker": max(cpu) if cpu else math.nan,
@@ -449,7 +460,4 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
             "flush_lag_max_s": max((r.flush_lag_s for r in recorded), default=0.0),
         },
     }
-    if hasattr(pool, "point_facts"):  # Ray actors: per-node facts and Ray's overhead (profiler/nodefacts.py)
-        facts.update(pool.point_facts())
-    return facts, results, recorded
 
