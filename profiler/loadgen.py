@@ -219,9 +219,7 @@ class _ClosedFeed(Feed):
         self.n = len(job.requests)
 
     def _more(self, now: int) -> bool:
-        if self.job.stop_ns and now >= self.job.stop_ns or _STOP is not None and _STOP[0]:
-            return False
-        if _stopped():
+        if self.job.stop_ns and now >= self.job.stop_ns or _stopped():
             return False
         return self.job.cycle or self.i < self.n
 
@@ -447,7 +445,11 @@ def default_workers(mode: str, load: float) -> int:
 
 
 class WorkerPool:
-    """Persistent worker processes (spawned once per sweep, reused by every point)."""
+    """Persistent worker processes (spawned once per sweep, reused by every point). The sweep
+    drives it through `run`, `request_stop`, `close`, `stop`, `start_margin_ns`, `workers_for` and
+    `point_facts`; profiler.raypool.RayPool offers the same over Ray actors."""
+
+    start_margin_ns = START_MARGIN_NS  # a point starts this long after its jobs are handed out
 
     def __init__(self, n: int):
         ctx = mp.get_context("spawn")
@@ -491,6 +493,14 @@ class WorkerPool:
             except (EOFError, OSError):
                 results.append(WorkerResult(job.worker, [], error="worker process died"))
         return results
+
+    def workers_for(self, mode: str, load: float) -> int:
+        """Workers a point uses when --workers is not given."""
+        return default_workers(mode, load)
+
+    def point_facts(self) -> dict:
+        """points.jsonl additions of the last point (none for local workers)."""
+        return {}
 
     def request_stop(self) -> None:
         """End the running point early (a decided capacity probe): workers send nothing more and

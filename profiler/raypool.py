@@ -240,7 +240,7 @@ def shift_tables(requests, chunks, offset_ns: int, node: str):
 class RayPool:
     """The WorkerPool interface (`run`, `request_stop`, `close`, `len`, `stop`) over Ray actors."""
 
-    start_margin_ns = START_MARGIN_NS  # read by profiler.sweep when it sets a point's start
+    start_margin_ns = START_MARGIN_NS  # clock sync and dispatch to every node before the barrier
 
     def __init__(self, address: str, workers: int = 0, labels: list[str] | None = None,
                  on_node_loss: str = "continue"):
@@ -388,6 +388,10 @@ class RayPool:
             return
         self.actors = [a for w, a in enumerate(self.actors) if w not in lost]
         self.identity = [x for w, x in enumerate(self.identity) if w not in lost]
+
+    def workers_for(self, mode: str, load: float) -> int:
+        """Every actor: the cluster was sized for the load (--workers or one per node)."""
+        return len(self)
 
     def point_facts(self) -> dict:
         """points.jsonl additions of the last point: per node, and Ray's own overhead."""

@@ -214,7 +214,7 @@ class RecordJob:
                    total_specs=job.total_specs,
                    cancel_after_ns=job.stop_ns + int(job.drain_s * 1e9) if job.stop_ns else 0,
                    tokenizer_path=job.tokenizer_path, spool=spool, run_dir=run_dir,
-                   live=getattr(job, "live", False))
+                   live=job.live)
 
 
 _TOKENIZERS: dict[str, object] = {}

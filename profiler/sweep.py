@@ -19,7 +19,7 @@ from profiler import runfolder as rf
 from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.errors import Interrupted
-from profiler.loadgen import START_MARGIN_NS, PointJob, WorkerPool, default_workers, split_closed, split_open
+from profiler.loadgen import PointJob, WorkerPool, default_workers, split_closed, split_open
 from profiler.points import summarize_run
 from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, idle_priority, spool_path
 from profiler.spec import SweepSpec
@@ -382,15 +382,15 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     pool, recorders, writer = pools
     run_dir = writer.run_dir
     n = len(requests)
-    k = max(1, min(len(pool), spec.workers or (len(pool) if spec.ray else default_workers(spec.mode, load))))
-    start_ns = time.perf_counter_ns() + getattr(pool, "start_margin_ns", START_MARGIN_NS)
+    k = max(1, min(len(pool), spec.workers or pool.workers_for(spec.mode, load)))
+    start_ns = time.perf_counter_ns() + pool.start_margin_ns
     stop_ns = start_ns + int(spec.duration_s * 1e9) if spec.duration_s else 0
     cycle = spec.duration_s is not None
     common = dict(point=point, endpoint=codec.endpoint, codec=codec, total_specs=n, start_ns=start_ns,
                   stop_ns=stop_ns, cycle=cycle, request_timeout_s=spec.request_timeout_s,
                   tokenizer_path=target.tokenizer, transport=spec.transport,
                   timeouts=Timeouts(spec.connect_timeout_s, spec.ttft_timeout_s, spec.idle_timeout_s),
-                  max_error_rate=spec.max_error_rate, error_window=spec.error_window)
+                  max_error_rate=spec.max_error_rate, error_window=spec.error_window, live=watched)
     jobs: list[PointJob] = []
     index_of = {r.index: j for j, r in enumerate(requests)}
     if spec.mode == "concurrency":
@@ -416,7 +416,6 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
         expected += n / float(load)
     record_jobs = []
     for job in jobs:
-        job.live = watched
         job.spool = str(spool_path(run_dir, point, job.worker))
         record_jobs.append(RecordJob.of(job, spool=job.spool, run_dir=str(run_dir)))
         if answers:  # eval requests: the recorder keeps their text (answers.parquet/)
@@ -427,8 +426,7 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     backlog = sum(_size(p) for p in (run_dir / SPOOL_DIR).glob(f"point-{point:05d}-*.bin"))
     recorded = recorders.finish(record_jobs, timeout_s=120 + backlog / 1e6)
     facts = _point_facts(spec, point, load, len(jobs), (start_ns, stop_ns), results, recorded, backlog)
-    if hasattr(pool, "point_facts"):  # Ray actors: per-node facts and Ray's overhead (profiler/nodefacts.py)
-        facts.update(pool.point_facts())
+    facts.update(pool.point_facts())  # Ray actors: per-node facts and Ray's overhead (profiler/nodefacts.py)
     return facts, results, recorded
 
 

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from profiler.capacity import history_from, read_search
 from profiler.mockproc import MockProcess
 from profiler.search import SearchConfig, Stop, next_probe
 
-ROOT = Path(__file__).resolve().parents[1]
 # TPOT ≈ 10 ms + 0.5 ms × batch: a p50 limit of 14 ms puts the knee near 8 streams.
 MOCK = ["--preset", "tiny-cpu", "--decode-base-ms", "10", "--decode-per-seq-us", "500"]
 SHORT = ["--input-tokens", "16", "--output-tokens", "8", "--no-report", "--no-telemetry", "--json"]
-
-
-def inferprof(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

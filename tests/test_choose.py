@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from profiler.choose import decide, pareto
 from profiler.choose.paired import compare_scores, mcnemar, paired_bootstrap
@@ -19,15 +18,9 @@ from profiler.choose.sequential import DECIDED, EQUIVALENT, SeqConfig, evaluate,
 from profiler.mockproc import MockProcess
 from workloads.evalsets import synthetic_items, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 # fact sheet §7: throughput (max), p99 TTFT (min), accuracy (max)
 CONFIGS = np.array([[5200, 480, .80], [4100, 310, .82], [6100, 620, .78], [4000, 450, .79]])
 DIRS = ["max", "min", "max"]
-
-
-def inferprof(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 # -- pure, hand-checked --------------------------------------------------------------------------

@@ -11,20 +11,18 @@ computed by replaying the same plan (`FaultPlan.draw`).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from backends.mock.faults import CLIENT_CLASS as EXPECTED_CLASS
 from backends.mock.faults import FaultPlan, parse_rule
 from profiler.mockproc import MockProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 90  # requests per point
 RULES = ["http429%11", "http500%13", "http503%17", "reset_head%19", "reset_mid%23", "bad_json%29", "truncated%31",
          "wrong_type%37", "stall%41", "slow_headers%43", "error_event%47"]
@@ -32,11 +30,6 @@ RULES = ["http429%11", "http500%13", "http503%17", "reset_head%19", "reset_mid%2
 MOCK = ["--ttft-ms", "30", "--itl-ms", "4", "--jitter", "lognormal:0.3", "--seed", "5", "--fault-delay", "2"]
 SWEEP = ["--concurrency", "1,4", "--requests", str(N), "--input-tokens", "16", "--output-tokens", "6",
          "--ttft-timeout", "1s", "--idle-timeout", "1s", "--warmup", "0", "--no-report", "--no-telemetry", "--json"]
-
-
-def inferprof(*args: str, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
 
 
 def ks_pvalue(a, b) -> float:

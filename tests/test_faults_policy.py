@@ -14,17 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from profiler.mockproc import MockProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_MOCK = ["--ttft-ms", "5", "--itl-ms", "2"]
 QUIET = ["--no-report", "--no-telemetry", "--input-tokens", "8", "--output-tokens", "4", "--json"]
-
-
-def inferprof(*args: str, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
 
 
 def start(*args: str, env=None) -> subprocess.Popen:

@@ -6,12 +6,11 @@ recv() pieces, into the same record as the OpenAI chat codec: golden bytes with 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from backends.anthropic import AnthropicCodec, parse_anthropic_stream
 from backends.http1 import parse_url
@@ -172,12 +171,6 @@ def test_request_bodies_and_headers(monkeypatch):
 
 
 COMPARED = ["n_content_chunks", "usage_prompt_tokens", "usage_completion_tokens", "output_chars", "error"]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def inferprof(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=240, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

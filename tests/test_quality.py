@@ -7,12 +7,12 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from backends.mock.answers import reply
 from profiler.errors import UserError
@@ -23,13 +23,7 @@ from profiler.quality.summary import add_quality_cost, quality_columns
 from workloads.errors import WorkloadError
 from workloads.evalsets import read_eval, read_templates, synthetic_items, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST_MOCK = ["--ttft-ms", "2", "--itl-ms", "1"]
-
-
-def inferprof(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
 
 
 # -- scorers -------------------------------------------------------------------------------------

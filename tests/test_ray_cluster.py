@@ -7,9 +7,9 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_helpers
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -26,8 +26,7 @@ SWEEP = ["--preset", "tiny-cpu", "--mock-arg=--decode-base-ms=10", "--mock-arg=-
 
 
 def inferprof(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+    return cli_helpers.inferprof(*args, env={"RAY_USAGE_STATS_ENABLED": "0", **(env or {})}, timeout=timeout)
 
 
 def _local_cluster():

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cli_helpers
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -157,8 +158,7 @@ ENV = {**os.environ, "INFERPROF_RECORD_FLUSH_S": "0.3"}
 
 
 def inferprof(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
+    return cli_helpers.inferprof(*args, env=ENV, timeout=timeout)
 
 
 def test_long_point_is_written_in_parts_and_report_agrees(mock, tmp_path):

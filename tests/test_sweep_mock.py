@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from backends.mock.engine import expected_steady_state
 from backends.mock.perfmodel import decode_step_s, get_preset, prefill_s
@@ -21,11 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Slow steps on purpose: a 10 ms decode step dwarfs this noisy 2-core machine's jitter.
 MOCK = ["--preset", "tiny-cpu", "--decode-base-ms", "10", "--decode-per-seq-us", "500"]
 PRESET = get_preset("tiny-cpu", decode_base_ms=10.0, decode_per_seq_us=500.0)
-
-
-def inferprof(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

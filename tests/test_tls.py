@@ -9,13 +9,13 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import inferprof
 
 from backends.http1 import parse_url
 from backends.http_mux import Feed, Item, make_mux
@@ -28,7 +28,6 @@ from backends.tls_mux import TLSMux
 from profiler.mockproc import MockProcess
 from workloads.requests import RequestSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--ttft-ms", "2", "--itl-ms", "1"]
 KEY_VAR = "INFERPROF_TEST_KEY"
 KEY = "sk-test-7f3a9c0d1e2b4a6f8e0d"
@@ -62,11 +61,6 @@ def mock(pki):
             os.environ.pop(KEY_VAR, None)
     yield m
     m.stop()
-
-
-def inferprof(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def sweep(url: str, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -33,17 +33,6 @@ def point_key(mode: object, load: object) -> tuple[str, float]:
     return str(mode), round(float(load), 9)
 
 
-def matched_points(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float, int, int]]:
-    """(mode, load, point in A, point in B) for every (mode, load) both runs measured."""
-    def index(df: pd.DataFrame) -> dict[tuple[str, float], int]:
-        if not len(df) or not {"mode", "load", "point"} <= set(df.columns):
-            return {}
-        return {point_key(r["mode"], r["load"]): int(r["point"]) for _, r in df.iterrows()}
-
-    ia, ib = index(a), index(b)
-    return [(k[0], k[1], ia[k], ib[k]) for k in sorted(ia, key=lambda k: (k[0], k[1])) if k in ib]
-
-
 def repeat_points(df: pd.DataFrame) -> dict[tuple[str, float], list[int]]:
     """(mode, load) → its points, in order: several when the run measured each load repeatedly."""
     out: dict[tuple[str, float], list[int]] = {}
@@ -51,6 +40,13 @@ def repeat_points(df: pd.DataFrame) -> dict[tuple[str, float], list[int]]:
         for _, r in df.iterrows():
             out.setdefault(point_key(r["mode"], r["load"]), []).append(int(r["point"]))
     return out
+
+
+def matched_points(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float, int, int]]:
+    """(mode, load, point in A, point in B) for every (mode, load) both runs measured (the last
+    point of a repeated load)."""
+    ia, ib = repeat_points(a), repeat_points(b)
+    return [(k[0], k[1], ia[k][-1], ib[k][-1]) for k in sorted(ia) if k in ib]
 
 
 def _repeat_rows(base: Run, other: Run, mode: str, load: float, pa: list[int], pb: list[int],

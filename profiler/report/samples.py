@@ -124,7 +124,7 @@ def run_samples(run: Run, max_requests: int | None = None, max_gaps: int | None 
     requests costs seconds (the samples are small: at most `max_requests` a point)."""
     facts_file = Path(run.path) / rf.POINTS_RAW
     stamp = facts_file.stat().st_mtime_ns if facts_file.exists() else 0  # a resumed run is read anew
-    key = (str(Path(run.path).resolve()), stamp, run.warmup_frac, max_requests, max_gaps, len(run.facts))
+    key = (str(Path(run.path).resolve()), stamp, run.warmup_frac, max_requests, max_gaps)
     if key not in _READ:
         _READ[key] = {int(f["point"]): point_samples(f, r, c, run.warmup_frac, max_requests, max_gaps)
                       for f, r, c in point_rows(run.path, run.facts)}

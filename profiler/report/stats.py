@@ -225,11 +225,16 @@ def difference(a: Estimate, b: Estimate, level: float, lower_better: bool, min_s
     note = ""
     if min(a.size, b.size) < min_samples:
         note = f"too few samples for a verdict ({min(a.size, b.size)} < {min_samples})"
-    elif v != NO_DIFFERENCE and abs(diff) < min_effect * abs(a.value):
+    elif _below_min_effect(v, diff, a.value, min_effect):
         note = f"interval excludes 0 but |B-A| < {min_effect:.0%} of A"
     if note:
         v = NO_DIFFERENCE
     return Difference(a.value, b.value, diff, lo, hi, v, note)
+
+
+def _below_min_effect(v: str, diff: float, a: float, min_effect: float) -> bool:
+    """A significant difference smaller than `min_effect` × |A|: reported as no difference."""
+    return v != NO_DIFFERENCE and abs(diff) < min_effect * abs(a)
 
 
 def repeat_difference(a_values: np.ndarray, b_values: np.ndarray, level: float, lower_better: bool,
@@ -256,7 +261,7 @@ def repeat_difference(a_values: np.ndarray, b_values: np.ndarray, level: float, 
         half = float(sps.t.ppf((1 + level) / 2, nu)) * math.sqrt(va + vb)
         lo, hi = diff - half, diff + half
     v = verdict(lo, hi, lower_better)
-    if v != NO_DIFFERENCE and abs(diff) < min_effect * abs(a.mean()):
+    if _below_min_effect(v, diff, float(a.mean()), min_effect):
         v, note = NO_DIFFERENCE, f"{note}; interval excludes 0 but |B-A| < {min_effect:.0%} of A"
     return Difference(float(a.mean()), float(b.mean()), diff, lo, hi, v, note)
 
