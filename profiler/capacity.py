@@ -16,12 +16,17 @@ How a search runs (each step is a point of the run folder; README "Capacity sear
 3. search.json records the config, every probe (point, load, verdict, per-SLO intervals, warm-up
    cut, why it ended, seconds), the final bracket, why the search stopped and the GPU-seconds.
 
-Resuming (profiler/resume): `history_from(search_json)` and `SearchConfig(**search_json["config"])`
-give `next_probe` exactly the state it had; a probe without a search.json row is measured again.
+Resuming (`sweep --resume`, `SearchPlan.resume_at`): the plan runs its own steps again over the
+finished points without measuring them: each takes its search.json row as recorded (the verdict
+reached while it ran included), or, when the sweep died between the point's end and that row, the
+assessment of all its requests. `next_probe` then sees the history it had and names the same next
+load. A point that a signal or a lost server cut short (`stop_reason` interrupted / server_down)
+is kept in the folder but not in the history, so its load is measured again.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -203,6 +208,10 @@ class Watcher:
         self.pool.request_stop()
 
 
+REMEASURED = ("interrupted", "server_down")  # stop reasons that leave a point out of the history
+MAX_REMEASURE = 3  # a calibration point cut short is measured again at most this often
+
+
 @dataclass
 class SearchPlan:
     """The points of a search (a plan for `profiler.sweep.run_sweep`); fills `self.result`."""
@@ -212,6 +221,10 @@ class SearchPlan:
     gpus: float = 1.0
     result: dict = field(default_factory=dict)
     watchers: dict = field(default_factory=dict)
+    replay_until: int = 0  # points below this are finished (a resumed run): replayed, not measured
+    recorded: dict = field(default_factory=dict)  # their search.json rows by point
+    role: str = ""  # of the point the plan named last
+    _resumed: tuple | None = None  # (first (load, n), the steps that follow it)
 
     def watched(self, i: int) -> bool:
         w = self.watchers.get(i)
@@ -222,18 +235,40 @@ class SearchPlan:
         return self.cap.over == "concurrency"
 
     def first(self) -> tuple:
-        return (1, 4) if self.integer else (self.cap.hi, max(8, math.ceil(5 * self.cap.hi)))
+        return self._resumed[0] if self._resumed is not None else self._calibration()[0]
 
     def watch(self, i: int, load, pool, run_dir: Path):
-        judge = i >= len(self._calibration())
-        w = Watcher(self.cap, self.slos, run_dir, i, self.cap.over, float(load), pool, judge=judge)
+        w = Watcher(self.cap, self.slos, run_dir, i, self.cap.over, float(load), pool,
+                    judge=self.role != "calibration")
         self.watchers[i] = w
         return w
+
+    def resume_at(self, run_dir: Path, next_point: int) -> None:
+        """Go on from a run folder whose points 0..next_point-1 are finished (module docstring)."""
+        self.replay_until = next_point
+        self.recorded = {int(p["point"]): p for p in (read_search(run_dir) or {}).get("probes", [])}
+        steps = self._steps(run_dir)
+        try:
+            self._resumed = (next(steps), steps)
+        except StopIteration:
+            raise UserError(f"--resume {run_dir}: the search had already ended (its answer is now in "
+                            f"{SEARCH_JSON})") from None
+
+    def points(self, run_dir: Path, pool):
+        if self._resumed is None:
+            return self._steps(run_dir)
+        first, steps = self._resumed
+        return itertools.chain([first], steps)
+
+    def _measure(self, i: int, load, n, role: str) -> bool:
+        """Name point i (True: the caller yields it to be measured; False: finished, replayed)."""
+        self.role = role
+        return i >= self.replay_until
 
     def _calibration(self) -> list[tuple]:
         if self.integer:
             return [(1, 4), (int(self.cap.hi), min(512, 2 * int(self.cap.hi)))]
-        return [self.first()]
+        return [(self.cap.hi, max(8, math.ceil(5 * self.cap.hi)))]
 
     def _begin(self, run_dir: Path) -> dict:
         gpus = rf.read_json(run_dir / rf.MANIFEST).get("gpus") or []
@@ -241,21 +276,29 @@ class SearchPlan:
         self.result.update(spec=self.cap.to_dict(), slos=self.slos, gpus=self.gpus, probes=[])
         return self.result
 
-    def points(self, run_dir: Path, pool):
+    def _steps(self, run_dir: Path):
         trail = self._begin(run_dir)
         history: list[Probe] = []
         calib = []
-        for i, (load, n) in enumerate(self._calibration()):
-            yield load, n
-            calib.append(self._record(run_dir, i, load, "calibration", history))
+        i = 0
+        for load, n in self._calibration():
+            for _ in range(MAX_REMEASURE + 1):
+                if self._measure(i, load, n, "calibration"):
+                    yield load, n
+                row = self._record(run_dir, i, load, "calibration", history)
+                i += 1
+                self._write(run_dir, None)
+                if row.get("stop_reason") not in REMEASURED:
+                    break
+            calib.append(row)
         config = self._config(calib)
         trail["config"] = asdict(config)
-        i = len(calib)
         while True:
             nxt = next_probe(history, config)
             if isinstance(nxt, Stop):
                 break
-            yield nxt, self.cap.max_requests
+            if self._measure(i, nxt, self.cap.max_requests, "probe"):
+                yield nxt, self.cap.max_requests
             self._record(run_dir, i, nxt, "probe", history)
             i += 1
             self._write(run_dir, None)
@@ -272,6 +315,16 @@ class SearchPlan:
         return SearchConfig(self.cap.lo, self.cap.hi, start, self.cap.tolerance, self.integer, self.cap.max_probes)
 
     def _record(self, run_dir: Path, i: int, load, role: str, history: list[Probe]) -> dict:
+        row = self.recorded.get(i) if i < self.replay_until else None
+        if row is None:
+            row = self._assess_point(run_dir, i, load, role)
+        self.result["probes"].append(row)
+        if row["in_history"]:
+            history.append(Probe(float(load), row["verdict"]))
+        return row
+
+    def _assess_point(self, run_dir: Path, i: int, load, role: str) -> dict:
+        """Point i's search.json row: its verdict, intervals, warm-up cut, why it ended, seconds."""
         facts = next(f for f in rf.read_point_facts(run_dir) if int(f["point"]) == i)
         view = read_view(run_dir, i, self.cap.over, float(load))
         a = assess(view, self.slos, self.cap.converge, self.cap.alpha) if view is not None else Assessment(UNRESOLVED)
@@ -279,15 +332,14 @@ class SearchPlan:
         # A verdict reached while running stands (the interval is valid at any stopping time); else
         # the one on all the point's requests.
         verdict = w.verdict if w is not None and w.verdict else a.verdict
-        counts = role == "probe" or verdict in (PASS, FAIL)
+        stop_reason = facts.get("stop_reason") or ""
+        counts = (role == "probe" or verdict in (PASS, FAIL)) and stop_reason not in REMEASURED
         seconds = (int(facts["end_ns"]) - int(facts["start_ns"])) / 1e9
+        ended = w.reason if w is not None and w.reason else (stop_reason or "all requests done")
         row = {"point": i, "load": float(load), "role": role, "verdict": verdict, "in_history": counts,
-               "ended": (w.reason if w is not None and w.reason else "all requests done"),
-               "seconds": seconds, "gpu_seconds": seconds * self.gpus, **a.to_dict()}
+               "ended": ended, "stop_reason": stop_reason, "seconds": seconds, "gpu_seconds": seconds * self.gpus,
+               **a.to_dict()}
         row["verdict"] = verdict
-        self.result["probes"].append(row)
-        if counts:
-            history.append(Probe(float(load), verdict))
         return row
 
     def _write(self, run_dir: Path, stop: Stop | None) -> None:
@@ -311,17 +363,20 @@ class GridPlan(SearchPlan):
     loads: tuple = ()
 
     def first(self) -> tuple:
+        if self._resumed is not None:
+            return self._resumed[0]
         return self.loads[0], self.cap.max_requests
 
     def watch(self, i: int, load, pool, run_dir: Path):
         self.watchers[i] = Watcher(self.cap, self.slos, run_dir, i, self.cap.over, float(load), pool)
         return self.watchers[i]
 
-    def points(self, run_dir: Path, pool):
+    def _steps(self, run_dir: Path):
         self._begin(run_dir)
         history: list[Probe] = []
-        for i, load in enumerate(self.loads):
-            yield load, self.cap.max_requests
+        for i, load in enumerate(self.loads):  # a grid point cut short stays as it is, as in a plain sweep
+            if self._measure(i, load, self.cap.max_requests, "grid"):
+                yield load, self.cap.max_requests
             self._record(run_dir, i, load, "grid", history)
             self._write(run_dir, None)
         lo, hi, notes = bracket(history)

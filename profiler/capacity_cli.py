@@ -77,6 +77,21 @@ def plan_from_args(a, spec: SweepSpec) -> tuple[SweepSpec, SearchPlan | None]:
     return replace(spec, mode=a.find_over, loads=loads), SearchPlan(cap, spec.slos)
 
 
+def plan_for_resume(resume) -> SearchPlan | None:
+    """The plan of a resumed run: its --find or --converge flags read back from the manifest's
+    config, set to go on after the finished points (None: a plain grid)."""
+    config = (resume.manifest.get("config") or {})
+    if not (config.get("find") or config.get("converge")):
+        return None
+    from profiler.sweepconfig import config_namespace
+
+    a = config_namespace(config)
+    a.repeat = 1  # the manifest's spec already holds the repeated grid
+    _, plan = plan_from_args(a, resume.spec)
+    plan.resume_at(resume.run_dir, resume.next_point)
+    return plan
+
+
 def _grid(a, spec: SweepSpec) -> tuple[SweepSpec, GridPlan | None]:
     """A fixed grid with --converge: each point ends once decided (same rules as a probe)."""
     if a.converge is None:

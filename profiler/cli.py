@@ -15,7 +15,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from profiler.capacity_cli import add_search_args, answer_line, plan_from_args, search_summary
+from profiler.capacity_cli import (
+    add_search_args,
+    answer_line,
+    plan_for_resume,
+    plan_from_args,
+    search_summary,
+)
 from profiler.cost.cli import add_pricing_args, pricing_from_args
 from profiler.cost.cli import register as register_cost
 from profiler.errors import Interrupted, UserError
@@ -168,7 +174,10 @@ def cmd_sweep(a) -> int:
     from profiler.sweep import run_sweep
 
     resume = resume_from_args(a)  # --resume: spec and endpoint come from the run folder
-    spec, plan = (resume.spec, None) if resume is not None else plan_from_args(a, _spec_from_args(a))
+    if resume is not None:
+        spec, plan = resume.spec, plan_for_resume(resume)
+    else:
+        spec, plan = plan_from_args(a, _spec_from_args(a))
     _check_sweep_flags(a)
     console = Console(stderr=True, soft_wrap=True)
     mock = None

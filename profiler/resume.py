@@ -7,8 +7,8 @@ and the sweep runs that point again from the start, with the spec, endpoint and 
 of the manifest. Finished points' files are never opened for writing: their requests, chunks and
 telemetry parts, their points.jsonl lines and their points.csv rows stay byte for byte.
 
-`finished_points(run_dir)` gives a run's finished points (raw facts and points.csv row) in order:
-what a capacity search replays to rebuild its history before it asks for its next probe.
+A capacity search (--find) or a --converge grid goes on too: its plan replays the finished
+points' search.json rows to rebuild the history its rule saw (profiler/capacity.py).
 """
 
 from __future__ import annotations
@@ -47,25 +47,6 @@ class Resume:
         return m
 
 
-@dataclass(frozen=True)
-class FinishedPoint:
-    facts: dict  # its points.jsonl line
-    row: dict  # its points.csv row ({} when points.csv lacks it)
-
-
-def finished_points(run_dir: str | Path) -> list[FinishedPoint]:
-    """The finished points of a run folder in order, with their points.csv rows (a search's history)."""
-    run_dir = Path(run_dir)
-    facts = read_finished_facts(run_dir)
-    rows: dict[int, dict] = {}
-    if (run_dir / rf.POINTS_CSV).exists() and facts:
-        from profiler.runread import read_points_csv
-
-        for row in read_points_csv(run_dir / rf.POINTS_CSV).to_dict("records"):
-            rows[int(row["point"])] = row
-    return [FinishedPoint(f, rows.get(int(f["point"]), {})) for f in facts]
-
-
 def read_finished_facts(run_dir: Path) -> list[dict]:
     """points.jsonl's whole lines; a last line cut by a crash is not a finished point."""
     path = run_dir / rf.POINTS_RAW
@@ -91,11 +72,13 @@ def open_resume(run_dir: str | Path) -> Resume:
     spec = SweepSpec.from_dict(manifest.get("spec") or {})
     if (run_dir / rf.REQUESTS).is_file():
         raise UserError(f"--resume {run_dir}: written by an older version (single-file layout); run it again")
-    _refuse_watched_plans(run_dir, manifest.get("config") or {})
     facts = read_finished_facts(run_dir)
     if [int(f["point"]) for f in facts] != list(range(len(facts))):
         raise UserError(f"--resume {run_dir}: points.jsonl does not list points 0..{len(facts) - 1} in order")
-    if len(facts) >= len(spec.loads):
+    search = (manifest.get("config") or {}).get("find")
+    if search and _search_ended(run_dir):
+        raise UserError(f"--resume {run_dir}: the search had already ended (search.json has its answer)")
+    if not search and len(facts) >= len(spec.loads):  # a search chooses its points as it goes
         raise UserError(f"--resume {run_dir}: every point of the sweep is finished")
     _trim_cut_line(run_dir / rf.POINTS_RAW)
     return Resume(run_dir, manifest, spec, len(facts), discard_unfinished(run_dir, len(facts)))
@@ -137,11 +120,9 @@ def discard_unfinished(run_dir: Path, first: int) -> list[str]:
     return removed
 
 
-def _refuse_watched_plans(run_dir: Path, config: dict) -> None:
-    """A capacity search (--find) or a --converge grid chooses and ends its points as it goes
-    (profiler/capacity.py); going on from its folder would need the search's state replayed,
-    which resume does not do yet: say so rather than run a different sweep."""
-    for flag in ("find", "converge"):
-        if config.get(flag):
-            raise UserError(f"--resume {run_dir}: resuming a --{flag} sweep is not supported yet "
-                            "(its finished points are kept); run it again")
+def _search_ended(run_dir: Path) -> bool:
+    path = run_dir / "search.json"  # profiler.capacity.SEARCH_JSON (capacity imports this layer's peers)
+    try:
+        return bool(json.loads(path.read_text()).get("stopped")) if path.exists() else False
+    except ValueError:  # cut by a crash while written: not ended
+        return False

@@ -185,6 +185,18 @@ def apply_config(parser: argparse.ArgumentParser, a: argparse.Namespace, argv: l
     return a
 
 
+def config_namespace(config: dict) -> argparse.Namespace:
+    """The sweep flags a saved config (a manifest's "config") stands for, defaults filled in."""
+    from profiler.cli import build_parser
+
+    parser = build_parser()
+    sweep = sweep_parser(parser)
+    a = parser.parse_args(["sweep"])
+    for dest, value in validate(config, sweep, "manifest config").items():
+        setattr(a, dest, value)
+    return a
+
+
 def _check_exclusive(sweep: argparse.ArgumentParser, values: dict, given: set[str], source: str) -> None:
     """A file may not set both of two exclusive flags; a typed flag drops its rivals from the file."""
     for group in sweep._mutually_exclusive_groups:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import inferprof
+from cli_helpers import facts_lines, inferprof, point_files, start, wait_for
 
 from profiler.capacity import history_from, read_search
 from profiler.mockproc import MockProcess
@@ -25,11 +26,14 @@ def mock():
         yield m
 
 
+SEARCH = ["--find", "max-goodput", "--slo", "tpot_p50=14ms", "--range", "1,16", "--requests", "200",
+          "--min-duration", "1s", "--max-duration", "4s", *SHORT]
+
+
 @pytest.fixture(scope="module")
 def search(mock, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    r = inferprof("sweep", "--url", mock.url, "--find", "max-goodput", "--slo", "tpot_p50=14ms", "--range", "1,16",
-                  "--requests", "200", "--min-duration", "1s", "--max-duration", "4s", "--out", str(out), *SHORT)
+    r = inferprof("sweep", "--url", mock.url, *SEARCH, "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     return doc, Path(doc["run_dir"])
@@ -55,17 +59,56 @@ def test_search_trail_and_answer(search):
 
 
 def test_replaying_the_trail_gives_the_same_decisions(search):
-    # what --resume does: the finished probes through next_probe reproduce the search's choices
+    # what --resume relies on: the finished probes through next_probe reproduce the search's choices
     _, run_dir = search
     s = read_search(run_dir)
+    assert any(p["role"] == "probe" and p["in_history"] for p in s["probes"])
+    _replays(s)
+
+
+def _replays(s: dict) -> None:
+    """Every counted probe is the load the rule names after the probes counted before it."""
     config = SearchConfig(**s["config"])
-    counted = [p for p in s["probes"] if p["in_history"]]
     history = history_from(s)
-    assert len(history) == len(counted) and any(p["role"] == "probe" for p in counted)
+    counted = [p for p in s["probes"] if p["in_history"]]
     for k, p in enumerate(counted):
         if p["role"] == "probe":
-            assert next_probe(history[:k], config) == p["load"]
+            assert next_probe(history[:k], config) == p["load"], (k, p)
     assert isinstance(next_probe(history, config), Stop)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_stopped_search_resumes_where_it_stopped(how, mock, tmp_path):
+    sweep = start("sweep", "--url", mock.url, *SEARCH, "--out", str(tmp_path))
+    wait_for(lambda: facts_lines(tmp_path) >= 3)  # both calibration points and a probe
+    run_dir = next(tmp_path.iterdir())
+    k = facts_lines(tmp_path)
+    wait_for(lambda: any((run_dir / "requests.parquet").glob(f"point-{k:05d}-*")))  # point k is under way
+    before = {i: point_files(run_dir, i) for i in range(k)}
+    rows = {p["point"]: p for p in read_search(run_dir)["probes"]}
+    sweep.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    sweep.communicate(timeout=120)
+    assert sweep.returncode == (143 if how == "sigterm" else -9)
+    kept = facts_lines(tmp_path)
+    assert kept == (k + 1 if how == "sigterm" else k)  # SIGTERM ends point k cleanly and keeps it
+
+    r = inferprof("sweep", "--resume", str(run_dir), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {i: point_files(run_dir, i) for i in range(k)} == before  # byte for byte
+    s = read_search(run_dir)
+    assert s["stopped"] and s["found_load"] is not None
+    probes = s["probes"]
+    assert [p["point"] for p in probes] == list(range(len(probes)))
+    assert list(pd.read_csv(run_dir / "points.csv")["point"]) == list(range(len(probes)))
+    assert all(probes[i] == row for i, row in rows.items())  # the finished probes' rows, as recorded
+    if how == "sigterm":  # the cut probe stays in the folder, out of the history, and is measured again
+        assert probes[k]["stop_reason"] == "interrupted" and not probes[k]["in_history"]
+        assert probes[k + 1]["load"] == probes[k]["load"] and probes[k + 1]["in_history"]
+    _replays(s)
+    assert json.loads((run_dir / "manifest.json").read_text())["resumes"][0]["from_point"] == kept
+    assert json.loads(r.stdout)["search"]["found_load"] == s["found_load"]
+    again = inferprof("sweep", "--resume", str(run_dir))
+    assert again.returncode == 2 and "already ended" in again.stderr
 
 
 def test_converge_ends_a_failing_grid_point_early(mock, tmp_path):

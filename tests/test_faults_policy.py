@@ -7,36 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import inferprof
+from cli_helpers import facts_lines, inferprof, point_files, start, wait_for
 
 from profiler.mockproc import MockProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_MOCK = ["--ttft-ms", "5", "--itl-ms", "2"]
 QUIET = ["--no-report", "--no-telemetry", "--input-tokens", "8", "--output-tokens", "4", "--json"]
-
-
-def start(*args: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "profiler.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-
-
-def wait_for(cond, limit_s: float = 120.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def facts_lines(out: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in out.glob("*/points.jsonl"))
 
 
 def test_server_crash_and_restart_the_sweep_waits_and_finishes(tmp_path):
@@ -79,16 +60,6 @@ def test_max_error_rate_stops_the_point_early_and_marks_it(tmp_path):
     assert row["err_http_5xx"] == row["errors"] > 0.3 * 10
 
 
-def _files(run_dir: Path, point: int) -> dict[str, bytes]:
-    """Every file of a finished point: its parts, and its lines of points.jsonl and points.csv."""
-    out = {str(p.relative_to(run_dir)): p.read_bytes()
-           for folder in ("requests.parquet", "chunks.parquet")
-           for p in sorted((run_dir / folder).glob(f"*-{point:05d}-*.parquet"))}
-    out["points.jsonl"] = (run_dir / "points.jsonl").read_bytes().splitlines()[point]
-    out["points.csv"] = (run_dir / "points.csv").read_bytes().splitlines()[point + 1]
-    return out
-
-
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_stopped_sweep_resumes_with_finished_points_unchanged(how, tmp_path):
     # ~5 s a point (4 streams, 0.8 s a request): stopped in the middle, with requests in flight
@@ -99,7 +70,7 @@ def test_stopped_sweep_resumes_with_finished_points_unchanged(how, tmp_path):
         wait_for(lambda: facts_lines(tmp_path) >= 1)
         run_dir = next(tmp_path.iterdir())
         wait_for(lambda: any((run_dir / "requests.parquet").glob("point-00001-*")))  # point 1 is under way
-        before = _files(run_dir, 0)
+        before = point_files(run_dir, 0)
         sweep.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
         sweep.communicate(timeout=120)
         facts = [json.loads(x) for x in (run_dir / "points.jsonl").read_text().splitlines()]
@@ -112,7 +83,7 @@ def test_stopped_sweep_resumes_with_finished_points_unchanged(how, tmp_path):
             assert sweep.returncode == -9 and len(facts) == 1
         r = inferprof("sweep", "--resume", str(run_dir), "--no-report", "--json")
     assert r.returncode == 0, r.stderr
-    assert _files(run_dir, 0) == before  # byte for byte
+    assert point_files(run_dir, 0) == before  # byte for byte
     points = pd.read_csv(run_dir / "points.csv")
     assert list(points["point"]) == [0, 1, 2]
     req = pd.read_parquet(run_dir / "requests.parquet")

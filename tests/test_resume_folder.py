@@ -1,18 +1,15 @@
-"""`--resume` on a run folder, without a server: what counts as finished, what is discarded, and
-the finished points a capacity search replays (profiler/resume.py)."""
+"""`--resume` on a run folder, without a server: what counts as finished and what is discarded
+(profiler/resume.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from profiler.errors import UserError
-from profiler.resume import finished_points, open_resume
-
-FIXTURE = Path(__file__).parent / "fixtures" / "runs" / "closed_slo_telemetry"
+from profiler.resume import open_resume
 
 
 def folder(tmp_path: Path) -> Path:
@@ -63,15 +60,6 @@ def test_folders_that_cannot_be_resumed(tmp_path):
         open_resume(run)
 
 
-def test_finished_points_give_a_search_its_history(tmp_path):
-    run = tmp_path / "fx"
-    shutil.copytree(FIXTURE, run)
-    history = finished_points(run)
-    assert [h.facts["point"] for h in history] == [0, 1]
-    assert [h.row["load"] for h in history] == [h.facts["load"] for h in history]
-    assert all("ttft_p99_ms" in h.row and "slo_met" in h.row for h in history)
-
-
 def test_first_signal_stops_the_point_second_acts_at_once():
     import os
     import signal
@@ -100,13 +88,15 @@ def test_interrupted_sweep_exits_128_plus_the_signal(signum, code, monkeypatch, 
     assert "--resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["find", "converge"])
-def test_a_search_or_converge_sweep_is_not_resumed_as_a_grid(tmp_path, flag):
+def test_an_ended_search_is_not_resumed_and_nothing_is_discarded(tmp_path):
     run = folder(tmp_path)
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["config"] = {flag: "max-goodput" if flag == "find" else 0.1}
+    manifest["config"] = {"find": "max-goodput"}
     (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "search.json").write_text(json.dumps({"probes": [], "stopped": "bracket within tolerance"}))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    with pytest.raises(UserError, match=f"--{flag} sweep is not supported"):
+    with pytest.raises(UserError, match="already ended"):
         open_resume(run)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing discarded
+    (run / "search.json").write_text(json.dumps({"probes": []}))  # still searching: resumable
+    assert open_resume(run).next_point == 1

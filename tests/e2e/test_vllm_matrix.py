@@ -17,7 +17,7 @@ import pytest
 import yaml
 from vllm_helpers import REPO, VLLM_CPU, child_env, free_port, http_get, tail
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = pytest.mark.vllm
 
 CELL_TIMEOUT_S = 900
 
