@@ -152,6 +152,21 @@ class Mux:
         for _ in range(min(n, self.max_conns - len(self.conns))):
             self._connect()
 
+    def settle(self, until_ns: int) -> int:
+        """Finish opening connections (TCP, proxy tunnel, TLS handshake) until `until_ns`, the
+        point's start; returns how many were still opening then. Nothing is stamped yet, so the
+        time spent here is not loop lag."""
+        steps = self._steps
+        while True:
+            opening = sum(1 for c in self.conns.values() if c.state in _OPENING)
+            now = perf_counter_ns()
+            if not opening or now >= until_ns:
+                return opening
+            for fd, _ev in self.ep.poll(min(until_ns - now, _CHECK_NS) / 1e9):
+                c = self.conns.get(fd)
+                if c is not None:
+                    steps[c.state](c)
+
     def _connect(self) -> _Conn | None:
         s = socket.socket(self.family, socket.SOCK_STREAM)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -43,6 +43,10 @@ from workloads.requests import RequestSpec
 
 LAG_PROBE_S = 0.005
 START_MARGIN_NS = 300_000_000  # workers get the job, start threads and connect before this
+# Client and server CPU of one full TLS handshake on loopback, with room: 256 took 0.44 s here
+# (benchmarks/truth/README.md, HTTPS). A worker's handshakes run one after another on its core.
+TLS_HANDSHAKE_NS = 4_000_000
+OPEN_AHEAD = 8  # an open loop connects this many before its start; the rest as its arrivals need them
 
 
 @dataclass
@@ -85,6 +89,7 @@ class WorkerResult:
     wall_s: float = 0.0
     lag_us: LagHistogram = field(default_factory=LagHistogram)  # loop lag samples (µs), bounded
     threads: int = 0
+    opening_at_start: int = 0  # connections still opening (TLS handshakes) at the point's start
     spooled: int = 0  # streams appended to the job's spool
     error: str = ""
 
@@ -182,13 +187,14 @@ def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
             nthreads = _run_closed(job, keep) if job.arrivals_ns is None else _run_open(job, keep)
         stop_probe.set()
         probe.join(1.0)
+        opening = 0
     else:
-        nthreads = _run_mux(job, keep, lag)
+        nthreads, opening = _run_mux(job, keep, lag)
     cpu = time.process_time() - cpu0
     wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
     gc.enable()
     result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads,
-                          spooled=keep.count if keep.spool is not None else 0)
+                          opening_at_start=opening, spooled=keep.count if keep.spool is not None else 0)
     if keep.raws:
         _parse_all(job, keep.raws, result)
     return result
@@ -274,13 +280,14 @@ class _OpenFeed(Feed):
         return self.i >= len(self.arr)
 
 
-def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> int:
+def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
+    """(threads used, connections still opening at the start)."""
     """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
     time per iteration (µs): how late a timestamp taken in that iteration can be."""
     closed = job.arrivals_ns is None
     feed = _ClosedFeed(job) if closed else _OpenFeed(job)
     if closed and (not job.requests or job.streams <= 0):
-        return 0
+        return 0, 0
 
     add = keep.add
     saw = _outcomes(job).saw
@@ -295,12 +302,25 @@ def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> int:
     max_conns = job.streams if closed else job.max_in_flight
     mux = make_mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done, _timeouts(job))
     try:
-        mux.open_conns(job.streams if closed else min(8, max_conns))
+        mux.open_conns(ahead_conns(job))
+        opening = mux.settle(job.start_ns)
         mux.run(feed, _stopped if _STOP is not None else None)
     finally:
         mux.close()
         lag.extend(mux.busy_us)
-    return 1
+    return 1, opening
+
+
+def ahead_conns(job: PointJob) -> int:
+    """Connections a job opens before its start: a closed loop's streams, a few for an open loop."""
+    return job.streams if job.arrivals_ns is None else min(OPEN_AHEAD, job.max_in_flight)
+
+
+def opening_allowance_ns(endpoint: Endpoint, conns_per_worker: int) -> int:
+    """Time added before a point's start so that the TLS handshakes of the connections each worker
+    opens ahead end before it: they run one after another on the worker's core, and one left over
+    would take that core while the first chunks arrive (plain http: 0)."""
+    return conns_per_worker * TLS_HANDSHAKE_NS if endpoint.tls is not None else 0
 
 
 def _run_closed(job: PointJob, keep: _Keep) -> int:
@@ -373,7 +393,7 @@ def _run_open(job: PointJob, keep: _Keep) -> int:
         t.start()
         threads.append(t)
 
-    for _ in range(min(8, job.max_in_flight, len(job.requests))):
+    for _ in range(min(OPEN_AHEAD, job.max_in_flight, len(job.requests))):
         spawn()
     for k, sched in enumerate(job.arrivals_ns or ()):
         if job.stop_ns and sched >= job.stop_ns or _stopped():

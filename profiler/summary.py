@@ -11,7 +11,9 @@ Trust rules (a point failing any is marked trusted=False, with the reasons):
   iteration spent handling ready sockets (a chunk read last in the iteration was stamped that much
   after the first); with the threads transport, the delay of a 5 ms sleep probe;
 - open loop: achieved request rate below 95 % of the target, or client queue time p99 above 10 ms
-  (requests left later than scheduled).
+  (requests left later than scheduled);
+- connections opened ahead of the start (a closed loop's streams; TLS handshakes included) were
+  still opening at the start: that work took the client's core while the first chunks arrived.
 """
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def trust(v: PointView, row: dict, facts: dict) -> dict:
             reasons.append(f"achieved {row['rate_achieved']:.2f} req/s of {facts['load']:g} target")
         if row["client_queue_p99_ms"] > QUEUE_P99_LIMIT_MS:
             reasons.append(f"client queue p99 {row['client_queue_p99_ms']:.1f} ms")
+    opening = facts.get("client", {}).get("conns_opening_at_start", 0)
+    if opening:
+        reasons.append(f"{opening} connection(s) still opening (TLS handshake) at the start")
     if not v.ok.any():
         reasons.append("no successful request")
     if facts.get("nodes") or facts.get("nodes_lost"):  # a Ray run: any node saturated (profiler/nodefacts.py)

@@ -19,7 +19,15 @@ from profiler import runfolder as rf
 from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.errors import Interrupted
-from profiler.loadgen import PointJob, WorkerPool, default_workers, split_closed, split_open
+from profiler.loadgen import (
+    OPEN_AHEAD,
+    PointJob,
+    WorkerPool,
+    default_workers,
+    opening_allowance_ns,
+    split_closed,
+    split_open,
+)
 from profiler.points import summarize_run
 from profiler.recorder import SPOOL_DIR, RecorderPool, RecordJob, idle_priority, spool_path
 from profiler.spec import SweepSpec
@@ -383,7 +391,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     run_dir = writer.run_dir
     n = len(requests)
     k = max(1, min(len(pool), spec.workers or pool.workers_for(spec.mode, load)))
-    start_ns = time.perf_counter_ns() + pool.start_margin_ns
+    ahead = math.ceil(int(load) / k) if spec.mode == "concurrency" else min(OPEN_AHEAD, spec.max_concurrency or 4096)
+    start_ns = time.perf_counter_ns() + pool.start_margin_ns + opening_allowance_ns(codec.endpoint, ahead)
     stop_ns = start_ns + int(spec.duration_s * 1e9) if spec.duration_s else 0
     cycle = spec.duration_s is not None
     common = dict(point=point, endpoint=codec.endpoint, codec=codec, total_specs=n, start_ns=start_ns,
@@ -450,6 +459,7 @@ def _point_facts(spec: SweepSpec, point: int, load, workers: int, window: tuple[
             "lag_max_ms": float(lags.max() / 1000) if len(lags) else math.nan,
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
+            "conns_opening_at_start": sum(res.opening_at_start for res in results),
         },
         "recorder": {  # how the records reached the run folder (profiler/recorder.py)
             "parts": sum(r.parts for r in recorded),

@@ -93,6 +93,20 @@ def test_insecure_works_and_is_recorded(mock, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["tls"]["insecure"] is True and "OFF" in manifest["tls"]["warning"]
     assert pd.read_csv(run_dir / "points.csv").loc[0, "errors"] == 0
+    facts = json.loads((run_dir / "points.jsonl").read_text().splitlines()[0])
+    assert facts["client"]["conns_opening_at_start"] == 0  # both streams' handshakes ended before the start
+
+
+def test_connections_opened_ahead_finish_their_handshakes_before_the_start(pki):
+    with https_mock(pki) as m:
+        mux = make_mux(_codec(m, pki).endpoint, 32, 10.0, lambda item, raw: None)
+        try:
+            mux.open_conns(32)
+            assert mux.settle(time.perf_counter_ns()) == 32  # no time given: all still opening
+            assert mux.settle(time.perf_counter_ns() + 20 * 10**9) == 0
+            assert mux.handshakes == 32 and len(mux.idle) == 32  # open, verified, parked for requests
+        finally:
+            mux.close()
 
 
 def test_api_key_never_stored_or_printed_over_https(mock, pki, tmp_path):
