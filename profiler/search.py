@@ -16,7 +16,14 @@ The rule (concurrency: whole numbers; rate: 4 significant digits):
    at the range top, does not make the search bisect a wide bracket); then bisect, probing
    (lo + hi) / 2 until hi − lo ≤ max(unit, tolerance · lo), unit = 1 for concurrency and 0 for
    rate. The answer is lo.
-5. At most `max_probes` probes; a load probed twice ends the search (rounding left no new load).
+5. Confirmation (as AIPerf's monotonic search and perf_analyzer's `--binary-search`: a verdict
+   stands once two trials agree): when the bracket is within tolerance and its top `hi` has been
+   probed once, `hi` is probed again before the search stops. A load counts as passing when any
+   of its probes passed, so a failure that does not repeat moves the bracket up and the search
+   goes on. A second failure (or unresolved) confirms `hi`. Near the knee a probe's verdict is
+   close to a coin toss; without this one unlucky probe there ends the search below the knee.
+6. At most `max_probes` probes; a load probed twice otherwise ends the search (rounding left no
+   new load).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class SearchConfig:
     tolerance: float = 0.05
     integer: bool = True  # concurrency
     max_probes: int = 15
+    confirm: bool = True  # rule 5: the failure that ends the search is measured twice
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,11 @@ def snap(load: float, config: SearchConfig) -> float:
 
 
 def bracket(history: list[Probe]) -> tuple[float | None, float | None, tuple[str, ...]]:
-    """(highest pass below the lowest non-pass, lowest non-pass, notes)."""
-    bad = [p.load for p in history if p.verdict != PASS]
+    """(highest pass below the lowest non-pass, lowest non-pass, notes); a load passes when any of
+    its probes passed."""
+    good = sorted({p.load for p in history if p.verdict == PASS})
+    bad = [p.load for p in history if p.verdict != PASS and p.load not in good]
     hi = min(bad) if bad else None
-    good = [p.load for p in history if p.verdict == PASS]
     below = [g for g in good if hi is None or g < hi]
     above = sorted(g for g in good if hi is not None and g > hi)
     notes = tuple(f"non-monotone: {g:g} passed above {hi:g}" for g in above)
@@ -93,6 +102,8 @@ def next_probe(history: list[Probe], config: SearchConfig) -> float | Stop:
     else:
         unit = 1.0 if config.integer else 0.0
         if hi - lo <= max(unit, config.tolerance * lo):
+            if config.confirm and sum(p.load == hi for p in history) == 1:
+                return hi  # rule 5: the bound that ends the search, measured again
             return Stop(f"bracket within tolerance ({hi - lo:g} ≤ max({unit:g}, {config.tolerance:g}·{lo:g}))",
                         lo, lo, hi, notes)
         double = snap(2 * lo, config)  # compared once rounded: 2 × 53.14 rounds to a failed 106.3

@@ -23,7 +23,7 @@ def test_guidellm_example_brackets_by_doubling_then_bisects():
     # statistics.md §2: c* = 100 from 4 → 4, 8, 16, 32, 64, 128 ✗, then bisection
     history, stop = drive(knee(100), SearchConfig(1, 1024, 4))
     assert [p.load for p in history][:6] == [4, 8, 16, 32, 64, 128]
-    assert [p.load for p in history][6:] == [96, 112, 104, 100]
+    assert [p.load for p in history][6:] == [96, 112, 104, 100, 104]  # 104 failed twice: confirmed
     assert stop.found == 100 and stop.lo == 100 and stop.hi == 104
     assert "tolerance" in stop.reason
 
@@ -88,7 +88,27 @@ def test_noisy_verdicts_end_in_bounded_probes():
             return FAIL if flip.random() < p_fail else PASS
         history, stop = drive(noisy, SearchConfig(1, 256, int(rng.integers(4, 100)), max_probes=15))
         assert len(history) <= 15
-        assert stop.found is None or all(p.verdict == PASS for p in history if p.load == stop.found)
+        assert stop.found is None or any(p.verdict == PASS for p in history if p.load == stop.found)
+
+
+def once_unlucky():
+    """The knee is 100; the first probe of 96 fails by chance."""
+    seen = set()
+
+    def verdict(load):
+        if load == 96 and load not in seen:
+            seen.add(load)
+            return FAIL
+        return PASS if load <= 100 else FAIL
+    return verdict
+
+
+def test_a_failure_that_does_not_repeat_moves_the_bracket_up():
+    history, stop = drive(once_unlucky(), SearchConfig(1, 1024, 4))
+    assert [p.verdict for p in history if p.load == 96] == [FAIL, PASS]
+    assert stop.found == 100 and [p.verdict for p in history if p.load == 104] == [FAIL, FAIL]
+    _, stop = drive(once_unlucky(), SearchConfig(1, 1024, 4, confirm=False))
+    assert stop.found == 92  # the unlucky failure alone would have ended the search there
 
 
 def test_probe_cap():

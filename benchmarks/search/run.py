@@ -38,6 +38,7 @@ CASES = {
     "h100-rate": {"preset": "h100-llama3-8b", "in": "128", "out": "32", "slo": "ttft_p99=500ms", "over": "rate"},
     "a100-rate": {"preset": "a100-llama3-8b", "in": "128", "out": "32", "slo": "ttft_p99=500ms", "over": "rate"},
     "l40s-rate": {"preset": "l40s-llama3-8b", "in": "128", "out": "64", "slo": "ttft_p99=1000ms", "over": "rate"},
+    "h100x8-rate": {"preset": "h100x8-llama3-70b", "in": "128", "out": "32", "slo": "ttft_p99=500ms", "over": "rate"},
 }
 RANGES = {"concurrency": (1, 256), "rate": (1, 200)}
 CAPS = ["--requests", "1500", "--max-duration", "20s", "--min-duration", "5s"]
