@@ -235,7 +235,10 @@ class SearchPlan:
         return self.cap.over == "concurrency"
 
     def first(self) -> tuple:
-        return self._resumed[0] if self._resumed is not None else self._calibration()[0]
+        return self._resumed[0] if self._resumed is not None else self._first_point()
+
+    def _first_point(self) -> tuple:
+        return self._calibration()[0]
 
     def watch(self, i: int, load, pool, run_dir: Path):
         w = Watcher(self.cap, self.slos, run_dir, i, self.cap.over, float(load), pool,
@@ -260,7 +263,7 @@ class SearchPlan:
         first, steps = self._resumed
         return itertools.chain([first], steps)
 
-    def _measure(self, i: int, load, n, role: str) -> bool:
+    def _measure(self, i: int, role: str) -> bool:
         """Name point i (True: the caller yields it to be measured; False: finished, replayed)."""
         self.role = role
         return i >= self.replay_until
@@ -283,7 +286,7 @@ class SearchPlan:
         i = 0
         for load, n in self._calibration():
             for _ in range(MAX_REMEASURE + 1):
-                if self._measure(i, load, n, "calibration"):
+                if self._measure(i, "calibration"):
                     yield load, n
                 row = self._record(run_dir, i, load, "calibration", history)
                 i += 1
@@ -297,7 +300,7 @@ class SearchPlan:
             nxt = next_probe(history, config)
             if isinstance(nxt, Stop):
                 break
-            if self._measure(i, nxt, self.cap.max_requests, "probe"):
+            if self._measure(i, "probe"):
                 yield nxt, self.cap.max_requests
             self._record(run_dir, i, nxt, "probe", history)
             i += 1
@@ -362,9 +365,7 @@ class GridPlan(SearchPlan):
 
     loads: tuple = ()
 
-    def first(self) -> tuple:
-        if self._resumed is not None:
-            return self._resumed[0]
+    def _first_point(self) -> tuple:
         return self.loads[0], self.cap.max_requests
 
     def watch(self, i: int, load, pool, run_dir: Path):
@@ -375,7 +376,7 @@ class GridPlan(SearchPlan):
         self._begin(run_dir)
         history: list[Probe] = []
         for i, load in enumerate(self.loads):  # a grid point cut short stays as it is, as in a plain sweep
-            if self._measure(i, load, self.cap.max_requests, "grid"):
+            if self._measure(i, "grid"):
                 yield load, self.cap.max_requests
             self._record(run_dir, i, load, "grid", history)
             self._write(run_dir, None)

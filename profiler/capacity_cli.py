@@ -80,7 +80,7 @@ def plan_from_args(a, spec: SweepSpec) -> tuple[SweepSpec, SearchPlan | None]:
 def plan_for_resume(resume) -> SearchPlan | None:
     """The plan of a resumed run: its --find or --converge flags read back from the manifest's
     config, set to go on after the finished points (None: a plain grid)."""
-    config = (resume.manifest.get("config") or {})
+    config = resume.manifest.get("config") or {}
     if not (config.get("find") or config.get("converge")):
         return None
     from profiler.sweepconfig import config_namespace

@@ -281,9 +281,9 @@ class _OpenFeed(Feed):
 
 
 def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
-    """(threads used, connections still opening at the start)."""
     """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
-    time per iteration (µs): how late a timestamp taken in that iteration can be."""
+    time per iteration (µs): how late a timestamp taken in that iteration can be. Returns
+    (threads used, connections still opening at the start)."""
     closed = job.arrivals_ns is None
     feed = _ClosedFeed(job) if closed else _OpenFeed(job)
     if closed and (not job.requests or job.streams <= 0):
@@ -302,7 +302,7 @@ def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
     max_conns = job.streams if closed else job.max_in_flight
     mux = make_mux(job.endpoint, max_conns, min(60.0, job.request_timeout_s), done, _timeouts(job))
     try:
-        mux.open_conns(ahead_conns(job))
+        mux.open_conns(ahead_conns(closed, job.streams, job.max_in_flight))
         opening = mux.settle(job.start_ns)
         mux.run(feed, _stopped if _STOP is not None else None)
     finally:
@@ -311,9 +311,9 @@ def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
     return 1, opening
 
 
-def ahead_conns(job: PointJob) -> int:
-    """Connections a job opens before its start: a closed loop's streams, a few for an open loop."""
-    return job.streams if job.arrivals_ns is None else min(OPEN_AHEAD, job.max_in_flight)
+def ahead_conns(closed: bool, streams: int, max_in_flight: int) -> int:
+    """Connections a worker opens before its start: a closed loop's streams, a few for an open loop."""
+    return streams if closed else min(OPEN_AHEAD, max_in_flight)
 
 
 def opening_allowance_ns(endpoint: Endpoint, conns_per_worker: int) -> int:

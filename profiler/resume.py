@@ -76,8 +76,11 @@ def open_resume(run_dir: str | Path) -> Resume:
     if [int(f["point"]) for f in facts] != list(range(len(facts))):
         raise UserError(f"--resume {run_dir}: points.jsonl does not list points 0..{len(facts) - 1} in order")
     search = (manifest.get("config") or {}).get("find")
-    if search and _search_ended(run_dir):
-        raise UserError(f"--resume {run_dir}: the search had already ended (search.json has its answer)")
+    if search:
+        from profiler.capacity import read_search
+
+        if (read_search(run_dir) or {}).get("stopped"):
+            raise UserError(f"--resume {run_dir}: the search had already ended (search.json has its answer)")
     if not search and len(facts) >= len(spec.loads):  # a search chooses its points as it goes
         raise UserError(f"--resume {run_dir}: every point of the sweep is finished")
     _trim_cut_line(run_dir / rf.POINTS_RAW)
@@ -118,11 +121,3 @@ def discard_unfinished(run_dir: Path, first: int) -> list[str]:
             removed.append(f"{SPOOL_DIR}/{p.name}")
         spool.rmdir()
     return removed
-
-
-def _search_ended(run_dir: Path) -> bool:
-    path = run_dir / "search.json"  # profiler.capacity.SEARCH_JSON (capacity imports this layer's peers)
-    try:
-        return bool(json.loads(path.read_text()).get("stopped")) if path.exists() else False
-    except ValueError:  # cut by a crash while written: not ended
-        return False

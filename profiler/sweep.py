@@ -20,9 +20,9 @@ from profiler import traffic
 from profiler.endpoint import SweepError, Target, build_workload, make_codec, preflight
 from profiler.errors import Interrupted
 from profiler.loadgen import (
-    OPEN_AHEAD,
     PointJob,
     WorkerPool,
+    ahead_conns,
     default_workers,
     opening_allowance_ns,
     split_closed,
@@ -391,7 +391,8 @@ def _run_point(pools: tuple[WorkerPool, RecorderPool, rf.RunWriter], spec: Sweep
     run_dir = writer.run_dir
     n = len(requests)
     k = max(1, min(len(pool), spec.workers or pool.workers_for(spec.mode, load)))
-    ahead = math.ceil(int(load) / k) if spec.mode == "concurrency" else min(OPEN_AHEAD, spec.max_concurrency or 4096)
+    closed = spec.mode == "concurrency"
+    ahead = ahead_conns(closed, math.ceil(int(load) / k) if closed else 0, spec.max_concurrency or 4096)
     start_ns = time.perf_counter_ns() + pool.start_margin_ns + opening_allowance_ns(codec.endpoint, ahead)
     stop_ns = start_ns + int(spec.duration_s * 1e9) if spec.duration_s else 0
     cycle = spec.duration_s is not None
