@@ -161,9 +161,13 @@ def run_job(job: PointJob) -> WorkerResult:
     after the load when it has none."""
     keep = _Keep(job)
     try:
-        return _run_job(job, keep)
+        result = _run_job(job, keep)
     finally:
         keep.close()
+    # Counted once the spool is closed: while its writer thread runs, a stream being written is
+    # neither queued nor yet counted as written.
+    result.spooled = keep.spool.written if keep.spool is not None else 0
+    return result
 
 
 def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
@@ -194,7 +198,7 @@ def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
     wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
     gc.enable()
     result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads,
-                          opening_at_start=opening, spooled=keep.count if keep.spool is not None else 0)
+                          opening_at_start=opening)
     if keep.raws:
         _parse_all(job, keep.raws, result)
     return result

@@ -37,8 +37,9 @@ def test_search_finds_a_knee_between_concurrency_1_and_16(vllm_url, tmp_path):
     assert len(points) == len(probes), "every probe is a point of the run folder"
     found = search["found_load"]
     assert found is not None and 1 <= found < HI, search
-    passed = [p for p in probes if p["in_history"] and p["load"] == found]
-    assert passed and all(p["verdict"] == "pass" for p in passed), probes
+    at_found = [p for p in probes if p["in_history"] and p["load"] == found]
+    # rule 5 (profiler/search.py): a load passes when any of its probes passed
+    assert any(p["verdict"] == "pass" for p in at_found), probes
     above = [p for p in probes if p["in_history"] and p["load"] > found]
     assert above and min(p["load"] for p in above) - found <= 1, probes  # concurrency: within one step
     assert all(p["verdict"] != "pass" for p in above if p["load"] == min(q["load"] for q in above))
