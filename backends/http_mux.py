@@ -1,9 +1,11 @@
 """Many HTTP/1.1 streams on one thread: an epoll loop over non-blocking keep-alive sockets.
 
-This is the load generator's default transport. Per received chunk it does one recv(), one
-timestamp and two list appends, exactly like the per-thread reader in http_stream.py, but with no
-thread per stream: no GIL hand-offs, no context switch per chunk, and one epoll_wait() wakes the
-loop for every socket that has data. Framing, SSE and JSON are parsed after the request ends.
+This is the load generator's default transport. Per received chunk it does one recvmsg(), one
+timestamp and two list appends, like the per-thread reader in http_stream.py, but with no thread
+per stream: no GIL hand-offs, no context switch per chunk, and one epoll_wait() wakes the loop for
+every socket that has data. Framing, SSE and JSON are parsed after the request ends. The
+timestamp is the kernel's arrival stamp where it gives one (backends/rxstamp.py), so a chunk
+that waited while the loop read other sockets keeps the time it arrived.
 
 Requests come from a `Feed`: the closed loop offers the next request when one completes, the
 open loop offers requests at their scheduled times. Each finished request is handed to
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from time import perf_counter_ns
 
+from backends import rxstamp
 from backends.http1 import (
     RECV_SIZE,
     BodyEnd,
@@ -44,6 +47,7 @@ from backends.records import (
     ERR_TIMEOUT_TTFT,
     RawStream,
 )
+from backends.rxstamp import ANC_SIZE, arrival_ns
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -129,9 +133,12 @@ class Mux:
         self.idle: list[_Conn] = []
         self.ready: deque[Item] = deque()
         self.in_flight = 0
-        # Time (µs) each loop iteration spent handling ready sockets: the most a timestamp taken
-        # in that iteration can be late because of the client itself.
+        # Time (µs) each loop iteration spent handling ready sockets: the most a request sent, or
+        # a chunk stamped without the kernel's stamp, in that iteration can be late because of
+        # the client itself.
         self.busy_us = LagHistogram()  # bounded: a count per µs (backends/laghist.py)
+        self.kernel_stamps = False  # arrival times from the kernel (backends/rxstamp.py)
+        self.clock_offset = rxstamp.clock_offset_ns()  # re-read per loop iteration
         info = socket.getaddrinfo(*self._dial(endpoint), type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
         steps = self._step_table()
@@ -170,6 +177,8 @@ class Mux:
     def _connect(self) -> _Conn | None:
         s = socket.socket(self.family, socket.SOCK_STREAM)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rxstamp.enable(s):
+            self.kernel_stamps = True
         s.setblocking(False)
         err = s.connect_ex(self.addr)
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
@@ -318,6 +327,7 @@ class Mux:
     def _handle(self, events: list[tuple[int, int]]) -> int:
         """Run each ready socket's step; records the time it took, returns the time after."""
         t_events = perf_counter_ns()
+        self.clock_offset = rxstamp.clock_offset_ns()
         conns, steps = self.conns, self._steps
         for fd, _ev in events:
             c = conns.get(fd)
@@ -359,13 +369,13 @@ class Mux:
 
     def _on_head(self, c: _Conn) -> None:
         try:
-            data = c.sock.recv(RECV_SIZE)
+            data, anc, _, _ = c.sock.recvmsg(RECV_SIZE, ANC_SIZE)
         except _AGAIN:
             return
         except OSError as e:
             self._end(c, _os_error_class(e), f"{type(e).__name__}: {e}", reusable=False)
             return
-        t = perf_counter_ns()
+        t = arrival_ns(anc, self.clock_offset, c.last_ns, perf_counter_ns())
         if not data:
             self._end(c, ERR_CLOSED, "connection closed before response headers", reusable=False)
             return
@@ -392,15 +402,15 @@ class Mux:
             self._finish(c, reusable=not head.close)
 
     def _on_body(self, c: _Conn) -> None:
-        """The hot path: one recv, one timestamp, two appends."""
+        """The hot path: one recvmsg, one timestamp, two appends."""
         try:
-            data = c.sock.recv(RECV_SIZE)
+            data, anc, _, _ = c.sock.recvmsg(RECV_SIZE, ANC_SIZE)
         except _AGAIN:
             return
         except OSError as e:
             self._end(c, ERR_CLOSED, f"{type(e).__name__}: {e}", reusable=False)
             return
-        t = perf_counter_ns()
+        t = arrival_ns(anc, self.clock_offset, c.last_ns, perf_counter_ns())
         raw = c.raw
         if not data:
             raw.end_ns = t

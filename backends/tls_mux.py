@@ -87,13 +87,18 @@ class TLSPipe:
         return done
 
     def recv(self, n: int) -> bytes:
-        """One recv() of the socket; the plaintext of every whole record it completed (b"" when
-        the peer closed). BlockingIOError: nothing arrived; SSLWantReadError: no whole record yet."""
+        return self.recvmsg(n)[0]
+
+    def recvmsg(self, n: int, ancsize: int = 0) -> tuple[bytes, list, int, None]:
+        """One recvmsg() of the socket, answered as the socket's own: the plaintext of every whole
+        record it completed (b"" when the peer closed) and the socket's ancillary data (the
+        kernel's arrival stamp of the bytes that completed them). BlockingIOError: nothing
+        arrived; SSLWantReadError: no whole record yet."""
         if self.eof:
-            return b""
-        data = self.raw.recv(n)
+            return b"", [], 0, None
+        data, anc, flags, _ = self.raw.recvmsg(n, ancsize)
         if not data:
-            return b""
+            return b"", anc, flags, None
         self.inc.write(data)
         parts = []
         closed = False
@@ -117,9 +122,9 @@ class TLSPipe:
         self.eof = closed
         if not parts:
             if closed:
-                return b""
+                return b"", anc, flags, None
             raise ssl.SSLWantReadError("no whole TLS record yet")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), anc, flags, None
 
     def send(self, data: bytes) -> int:
         """Encrypt and send `data`: len(data) when the socket took it all. Otherwise 0, and the

@@ -90,6 +90,7 @@ class WorkerResult:
     lag_us: LagHistogram = field(default_factory=LagHistogram)  # loop lag samples (µs), bounded
     threads: int = 0
     opening_at_start: int = 0  # connections still opening (TLS handshakes) at the point's start
+    kernel_stamps: bool = False  # chunks stamped with the kernel's arrival time (backends/rxstamp.py)
     spooled: int = 0  # streams appended to the job's spool
     error: str = ""
 
@@ -191,14 +192,14 @@ def _run_job(job: PointJob, keep: _Keep) -> WorkerResult:
             nthreads = _run_closed(job, keep) if job.arrivals_ns is None else _run_open(job, keep)
         stop_probe.set()
         probe.join(1.0)
-        opening = 0
+        opening, kernel = 0, False
     else:
-        nthreads, opening = _run_mux(job, keep, lag)
+        nthreads, opening, kernel = _run_mux(job, keep, lag)
     cpu = time.process_time() - cpu0
     wall = (time.perf_counter_ns() - max(wall0, job.start_ns)) / 1e9
     gc.enable()
     result = WorkerResult(job.worker, [], cpu_s=cpu, wall_s=wall, lag_us=lag, threads=nthreads,
-                          opening_at_start=opening)
+                          opening_at_start=opening, kernel_stamps=kernel)
     if keep.raws:
         _parse_all(job, keep.raws, result)
     return result
@@ -284,14 +285,14 @@ class _OpenFeed(Feed):
         return self.i >= len(self.arr)
 
 
-def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
+def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int, bool]:
     """Both loops on one epoll thread (backends/http_mux.py). `lag` receives the loop's busy
-    time per iteration (µs): how late a timestamp taken in that iteration can be. Returns
-    (threads used, connections still opening at the start)."""
+    time per iteration (µs): how late a request sent in that iteration can be. Returns (threads
+    used, connections still opening at the start, whether chunks carry the kernel's stamps)."""
     closed = job.arrivals_ns is None
     feed = _ClosedFeed(job) if closed else _OpenFeed(job)
     if closed and (not job.requests or job.streams <= 0):
-        return 0, 0
+        return 0, 0, False
 
     add = keep.add
     saw = _outcomes(job).saw
@@ -312,7 +313,7 @@ def _run_mux(job: PointJob, keep: _Keep, lag: LagHistogram) -> tuple[int, int]:
     finally:
         mux.close()
         lag.extend(mux.busy_us)
-    return 1, opening
+    return 1, opening, mux.kernel_stamps
 
 
 def ahead_conns(closed: bool, streams: int, max_in_flight: int) -> int:

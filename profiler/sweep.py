@@ -461,6 +461,8 @@ def _point_facts(spec: SweepSpec, point: int, load, workers: int, window: tuple[
             "lag_samples": len(lags),
             "threads": sum(res.threads for res in results),
             "conns_opening_at_start": sum(res.opening_at_start for res in results),
+            # "kernel": every worker stamped chunks with the kernel's arrival time (backends/rxstamp.py)
+            "chunk_stamps": "kernel" if results and all(r.kernel_stamps for r in results) else "after recv",
         },
         "recorder": {  # how the records reached the run folder (profiler/recorder.py)
             "parts": sum(r.parts for r in recorded),
