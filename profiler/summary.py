@@ -6,10 +6,11 @@ names; the formulas are in `profiler.metrics` and `profiler.slo`.
 
 Trust rules (a point failing any is marked trusted=False, with the reasons):
 - client CPU: a worker process used >= 90 % of a core while the point ran (it was the bottleneck);
-- timestamp lag: the p99 of how late the client could stamp an arriving chunk exceeded both 2 ms
-  and a fifth of the point's median chunk gap. With the epoll transport that is the time one loop
-  iteration spent handling ready sockets (a chunk read last in the iteration was stamped that much
-  after the first); with the threads transport, the delay of a 5 ms sleep probe;
+- timestamp lag: the p99 of how late the client could act on a socket exceeded both 2 ms and a
+  fifth of the point's median chunk gap. With the epoll transport that is the time one loop
+  iteration spent handling ready sockets (a request sent last in the iteration left that much
+  after the first; chunks keep the kernel's arrival stamp, backends/rxstamp.py, where it is given);
+  with the threads transport, the delay of a 5 ms sleep probe (chunks are stamped after the read);
 - open loop: achieved request rate below 95 % of the target, or client queue time p99 above 10 ms
   (requests left later than scheduled);
 - connections opened ahead of the start (a closed loop's streams; TLS handshakes included) were
