@@ -327,7 +327,7 @@ class Mux:
     def _handle(self, events: list[tuple[int, int]]) -> int:
         """Run each ready socket's step; records the time it took, returns the time after."""
         t_events = perf_counter_ns()
-        self.clock_offset = rxstamp.clock_offset_ns()
+        self.clock_offset = rxstamp.clock_offset_ns(self.clock_offset)
         conns, steps = self.conns, self._steps
         for fd, _ev in events:
             c = conns.get(fd)

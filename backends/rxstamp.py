@@ -12,7 +12,8 @@ stamp after the read carries that delay into TTFT and ITL, the kernel's does not
 
 The stamp is CLOCK_REALTIME; the loop's clock is perf_counter_ns (CLOCK_MONOTONIC). Both run at
 the same rate (NTP slews them alike), so one offset converts, re-read at every loop iteration so
-that a step of the wall clock (settimeofday, an NTP step) moves at most the stamps of one batch.
+that a step of the wall clock (settimeofday, an NTP step) moves at most the stamps of one batch,
+and only from reads that were not interrupted (`clock_offset_ns`).
 Each stamp is also kept inside what is known for certain: not before the connection's previous
 activity (the send, or the previous read) and not after the read itself.
 """
@@ -30,6 +31,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
 AVAILABLE = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
 ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if AVAILABLE else 0  # recvmsg's ancillary buffer
+OFFSET_READ_NS = 20_000  # three clock reads take well under 1 µs; longer means they were interrupted
 
 
 def enable(sock: socket.socket) -> bool:
@@ -44,12 +46,19 @@ def enable(sock: socket.socket) -> bool:
     return True
 
 
-def clock_offset_ns() -> int:
-    """CLOCK_REALTIME − perf_counter_ns, from the two perf_counter reads around one wall-clock read."""
-    a = perf_counter_ns()
-    wall = time_ns()
-    b = perf_counter_ns()
-    return wall - (a + b) // 2
+def clock_offset_ns(previous: int | None = None) -> int:
+    """CLOCK_REALTIME − perf_counter_ns: a wall-clock read against the mean of the perf_counter
+    reads around it. A read that took longer than OFFSET_READ_NS was interrupted (the thread
+    preempted, or the GIL handed to another thread in between) and is off by up to half that:
+    it is tried again, at most three times, and then `previous` is kept. (Truth runs showed whole
+    batches of chunks 2–4 ms late from one such read before this rule.)"""
+    for _ in range(3):
+        a = perf_counter_ns()
+        wall = time_ns()
+        b = perf_counter_ns()
+        if b - a <= OFFSET_READ_NS:
+            return wall - (a + b) // 2
+    return previous if previous is not None else wall - (a + b) // 2
 
 
 def arrival_ns(anc: list, offset_ns: int, floor_ns: int, read_ns: int) -> int:

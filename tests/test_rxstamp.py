@@ -142,3 +142,13 @@ def test_a_chunk_read_late_keeps_its_arrival_time(tmp_path, tls):
     assert last <= feed.busy_until - int(0.2e9), "the late chunk was stamped when read, not when it arrived"
     assert last >= server.sent_ns[-1] - 1_000_000  # and not before the server sent it
     assert raw.recv_ns == sorted(raw.recv_ns) and raw.recv_ns[0] >= raw.send_ns
+
+
+def test_an_interrupted_clock_read_keeps_the_previous_offset(monkeypatch):
+    ticks = iter(range(0, 10**9, 1_000_000))  # every perf_counter read 1 ms after the last: "interrupted"
+    monkeypatch.setattr(rxstamp, "perf_counter_ns", lambda: next(ticks))
+    monkeypatch.setattr(rxstamp, "time_ns", lambda: 5 * 10**9)
+    assert rxstamp.clock_offset_ns(previous=123) == 123
+    fast = iter(range(0, 10**9, 1_000))  # 1 µs apart: a clean read
+    monkeypatch.setattr(rxstamp, "perf_counter_ns", lambda: next(fast))
+    assert rxstamp.clock_offset_ns(previous=123) == 5 * 10**9 - 500
