@@ -8,7 +8,7 @@ segments merged in the receive queue keep the later one). That is the moment the
 readable. A loop that is busy with other sockets when a chunk lands (256 streams in lockstep send
 their chunks in waves, and a wave over TLS takes one core several ms) reads it late; a user-space
 stamp after the read carries that delay into TTFT and ITL, the kernel's does not
-(benchmarks/truth/README.md, "Kernel receive stamps").
+(benchmarks/truth/README.md, HTTPS section, run 5).
 
 The stamp is CLOCK_REALTIME; the loop's clock is perf_counter_ns (CLOCK_MONOTONIC). Both run at
 the same rate (NTP slews them alike), so one offset converts, re-read at every loop iteration so
