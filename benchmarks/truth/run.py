@@ -8,7 +8,10 @@ host's CLOCK_MONOTONIC, so measured − true is a plain subtraction:
 - TTFT error = client's first content arrival − server's send time of chunk 0 (what a perfect
   client on this host would have seen; includes the loopback hop, a few µs);
 - ITL error = client's gap between consecutive chunks − the server's gap between their sends;
-- chunk delay = client arrival − server send, for every chunk.
+- chunk delay = client arrival − server send, for every chunk;
+- shared_read_frac = share of chunks whose read also delivered another chunk of the same stream
+  (all stamped with that read's newest packet), alone_delay_max_ms = the largest chunk delay among
+  the others.
 
 Usage (run by hand; figures go in notes, never in tests):
     python benchmarks/truth/run.py                 # all scenarios
@@ -110,6 +113,7 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
     sent = log[log["chunk"] >= 0].sort_values(["id", "chunk"])
     true_by_id = {k: g["send_ns"].to_numpy() for k, g in sent.groupby("id")}
     ttft_err, itl_err, delay, sent_s = [], [], [], []
+    alone, shared = [], 0  # chunk delays of chunks alone in their read; chunks that shared one
     mine_by_rid = {k: np.sort(g["t_ns"].to_numpy()) for k, g in chunks.groupby("request")}
     first_send = req["send_ns"].min()
     for rid, resp_id, send in zip(req["request"], req["response_id"], req["send_ns"], strict=True):
@@ -120,7 +124,15 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
         n = min(len(true), len(mine))
         ttft_err.append((mine[0] - true[0]) / 1e6)
         sent_s.append((send - first_send) / 1e9)
-        delay.extend(((mine[:n] - true[:n]) / 1e6).tolist())
+        d = (mine[:n] - true[:n]) / 1e6
+        delay.extend(d.tolist())
+        # A read that delivered several chunks stamps them all with its newest packet's arrival.
+        same = mine[1:n] == mine[:n - 1]
+        in_shared = np.zeros(n, bool)
+        in_shared[1:] |= same
+        in_shared[:-1] |= same
+        alone.extend(d[~in_shared].tolist())
+        shared += int(in_shared.sum())
         if n > 1:
             itl_err.extend(((np.diff(mine[:n]) - np.diff(true[:n])) / 1e6).tolist())
     ttft_err, itl_err, delay, sent_s = map(np.asarray, (ttft_err, itl_err, delay, sent_s))
@@ -139,6 +151,8 @@ def compare(run_dir: Path, log: pd.DataFrame) -> dict:
         "itl_abs_err_p99_ms": np.percentile(np.abs(itl_err), 99) if itl_err.size else np.nan,
         "chunk_delay_p1_ms": np.percentile(delay, 1), "chunk_delay_p50_ms": np.percentile(delay, 50),
         "chunk_delay_p99_ms": np.percentile(delay, 99), "chunk_delay_p999_ms": np.percentile(delay, 99.9),
+        "shared_read_frac": shared / delay.size if delay.size else np.nan,
+        "alone_delay_max_ms": max(alone) if alone else np.nan,
         "chunks_per_s": len(chunks) / span, "req_per_s": len(req) / span,
         "ttft_p50_ms": p["ttft_p50_ms"], "itl_p50_ms": p["itl_p50_ms"],
         "worker_cpu": f["cpu_frac_total"], "lag_p99_ms": f["lag_p99_ms"],
@@ -265,7 +279,7 @@ def main() -> int:
     (out / "truth.json").write_text(df.to_json(orient="records", indent=2))
     cols = ["scenario", "concurrency", "ttft_ms", "itl_ms", "transport", "tls", "workers", "telemetry", "ttft_err_mean_ms",
             "ttft_err_p50_ms", "ttft_err_p99_ms", "ttft_err_p99_first_s_ms", "ttft_err_p99_after_ms", "itl_err_mean_ms", "itl_abs_err_p99_ms", "chunk_delay_p99_ms",
-            "chunks_per_s", "chunks_per_core_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
+            "shared_read_frac", "alone_delay_max_ms", "chunks_per_s", "chunks_per_core_s", "req_per_s", "worker_cpu", "lag_p99_ms", "trusted"]
     write_markdown(df, cols, out / "truth.md")
     return 0
 
