@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from time import perf_counter_ns
 
-from backends import rxstamp
 from backends.http1 import (
     RECV_SIZE,
     BodyEnd,
@@ -47,7 +46,7 @@ from backends.records import (
     ERR_TIMEOUT_TTFT,
     RawStream,
 )
-from backends.rxstamp import ANC_SIZE, arrival_ns
+from backends.rxstamp import ANC_SIZE, arrival_ns, clock_offset_ns, enable_stamps
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -138,7 +137,7 @@ class Mux:
         # the client itself.
         self.busy_us = LagHistogram()  # bounded: a count per µs (backends/laghist.py)
         self.kernel_stamps = False  # arrival times from the kernel (backends/rxstamp.py)
-        self.clock_offset = rxstamp.clock_offset_ns()  # re-read per loop iteration
+        self.clock_offset = clock_offset_ns()  # re-read per loop iteration
         info = socket.getaddrinfo(*self._dial(endpoint), type=socket.SOCK_STREAM)
         self.family, _, _, _, self.addr = info[0]
         steps = self._step_table()
@@ -177,7 +176,7 @@ class Mux:
     def _connect(self) -> _Conn | None:
         s = socket.socket(self.family, socket.SOCK_STREAM)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if rxstamp.enable(s):
+        if enable_stamps(s):
             self.kernel_stamps = True
         s.setblocking(False)
         err = s.connect_ex(self.addr)
@@ -327,7 +326,7 @@ class Mux:
     def _handle(self, events: list[tuple[int, int]]) -> int:
         """Run each ready socket's step; records the time it took, returns the time after."""
         t_events = perf_counter_ns()
-        self.clock_offset = rxstamp.clock_offset_ns(self.clock_offset)
+        self.clock_offset = clock_offset_ns(self.clock_offset)
         conns, steps = self.conns, self._steps
         for fd, _ev in events:
             c = conns.get(fd)

@@ -34,7 +34,7 @@ ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if AVAILABLE else 0  # recvmsg's an
 OFFSET_READ_NS = 20_000  # three clock reads take well under 1 µs; longer means they were interrupted
 
 
-def enable(sock: socket.socket) -> bool:
+def enable_stamps(sock: socket.socket) -> bool:
     """Ask the kernel to stamp what `sock` receives; False where it cannot (then reads fall back
     to a stamp taken after the read)."""
     if not AVAILABLE:

@@ -47,7 +47,7 @@ def connect(mode: str, port: int):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if mode in ("plain-kernel", "pipe"):
-        rxstamp.enable(s)
+        rxstamp.enable_stamps(s)
     ctx = ssl.create_default_context(cafile=str(CA.cert))
     if mode == "sslsocket":
         s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
