@@ -51,7 +51,11 @@ def clock_offset_ns(previous: int | None = None) -> int:
     reads around it. A read that took longer than OFFSET_READ_NS was interrupted (the thread
     preempted, or the GIL handed to another thread in between) and is off by up to half that:
     it is tried again, at most three times, and then `previous` is kept. (Truth runs showed whole
-    batches of chunks 2–4 ms late from one such read before this rule.)"""
+    batches of chunks 2–4 ms late from one such read before this rule.)
+
+    The midpoint is Cristian's, as in profiler/clocksync.py (which keeps the least-delay of n
+    round trips); that module is not called here because backends may not import profiler and
+    this runs once per loop iteration, where its sample list and record would be waste."""
     for _ in range(3):
         a = perf_counter_ns()
         wall = time_ns()
